@@ -1,0 +1,420 @@
+//! Kind `sample`: sliding-window training and test examples over each user's
+//! time-ordered clicks, with seeded negative sampling and hot-item subsampling.
+//!
+//! For a user's clicks p[0..n): for i in 1..n the target is p[i] and the history is
+//! the up to `max_hist` clicks before i, most recent first. i = n−1 (the split's test
+//! click) is the user's test example; the others are training examples. A history
+//! never holds the target's own click or anything after it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float32Array, Int8Array, Int32Array, Int64Array, ListArray, RecordBatch};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field};
+use serde::{Deserialize, Serialize};
+
+use crate::kinds::encode::{ITEM_IDX, USER_IDX};
+use crate::rng::{Alias, Rng};
+use crate::table::{self, TableWriter};
+use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NegMethod {
+    #[serde(rename = "uniform")]
+    Uniform,
+    /// Hot items more often, in proportion to their clicks.
+    #[serde(rename = "popularity")]
+    Popularity,
+    /// In proportion to clicks^0.75 (word2vec).
+    #[serde(rename = "unigram_0.75")]
+    Unigram075,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SampleParams {
+    pub max_hist: u32,
+    /// Negative rows (label 0) per training positive.
+    pub neg_ratio: u32,
+    pub neg_method: NegMethod,
+    /// Keep a training positive of an item with click share f with probability
+    /// (sqrt(f/t)+1)·t/f; off when absent.
+    pub subsample_t: Option<f64>,
+    /// Keep at most this many (most recent) training examples per user; off when absent.
+    pub max_samples_per_user: Option<u32>,
+    pub seed: u64,
+}
+
+impl Default for SampleParams {
+    fn default() -> Self {
+        SampleParams { max_hist: 50, neg_ratio: 0, neg_method: NegMethod::Uniform, subsample_t: None, max_samples_per_user: None, seed: 0 }
+    }
+}
+
+const TRAIN: OutputSpec = OutputSpec { name: "train", format: Format::Parquet };
+const TEST: OutputSpec = OutputSpec { name: "test", format: Format::Parquet };
+
+pub const SPEC: KindSpec = KindSpec {
+    name: "sample",
+    summary: "sliding-window examples with history, negatives and subsampling",
+    inputs: &["train", "test"],
+    outputs: &[TRAIN, TEST],
+    fingerprint: crate::fingerprints::SAMPLE,
+    params: params::check::<SampleParams>,
+    run,
+};
+
+/// Column names of the example tables.
+pub const LABEL: &str = "label";
+pub const HIST: &str = "hist";
+pub const HIST_LEN: &str = "hist_len";
+pub const EXAMPLE_AGE: &str = "example_age";
+
+/// Examples collected column-wise before they are written in one batch.
+#[derive(Default)]
+struct Examples {
+    user: Vec<i32>,
+    item: Vec<i32>,
+    label: Vec<i8>,
+    offsets: Vec<i32>,
+    hist: Vec<i32>,
+    age: Vec<f32>,
+}
+
+impl Examples {
+    fn push(&mut self, user: i32, item: i32, label: i8, hist: &[i32], age: f32) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        self.user.push(user);
+        self.item.push(item);
+        self.label.push(label);
+        self.hist.extend_from_slice(hist);
+        self.offsets.push(self.hist.len() as i32);
+        self.age.push(age);
+    }
+
+    fn len(&self) -> usize {
+        self.user.len()
+    }
+
+    fn take_batch(&mut self) -> Result<RecordBatch, StageError> {
+        let e = std::mem::take(self);
+        let offsets = if e.offsets.is_empty() { vec![0] } else { e.offsets };
+        let hist_len: Int32Array = offsets.windows(2).map(|w| Some(w[1] - w[0])).collect();
+        let field = Arc::new(Field::new("item", DataType::Int32, false));
+        let hist = ListArray::try_new(field, OffsetBuffer::new(offsets.into()), Arc::new(Int32Array::from(e.hist)), None)
+            .map_err(table::failed)?;
+        table::batch(vec![
+            (USER_IDX, Arc::new(Int32Array::from(e.user)) as ArrayRef),
+            (ITEM_IDX, Arc::new(Int32Array::from(e.item))),
+            (LABEL, Arc::new(Int8Array::from(e.label))),
+            (HIST, Arc::new(hist)),
+            (HIST_LEN, Arc::new(hist_len)),
+            (EXAMPLE_AGE, Arc::new(Float32Array::from(e.age))),
+        ])
+    }
+}
+
+/// Rows buffered before a batch goes to the Parquet writer.
+const FLUSH_ROWS: usize = 256 * 1024;
+
+fn run(ctx: &StageCtx) -> Result<Report, StageError> {
+    let p: SampleParams = params::typed(ctx.params)?;
+    let (train_path, test_path) = (ctx.input("train")?, ctx.input("test")?);
+    let (tr_user, tr_item, tr_ts) = read_clicks(train_path)?;
+    let (te_user, te_item, _) = read_clicks(test_path)?;
+    let n_items = tr_item.iter().chain(&te_item).copied().max().unwrap_or(0) as usize;
+    let t_max = tr_ts.iter().copied().max().unwrap_or(0);
+
+    // Item click counts in the training data drive subsampling and popularity negatives.
+    let mut counts = vec![0f64; n_items + 1];
+    for &i in &tr_item {
+        counts[i as usize] += 1.0;
+    }
+    let total: f64 = tr_item.len() as f64;
+    let neg_table = negative_table(&counts, p.neg_method);
+
+    // Rows are grouped by user (encode keeps split's (user, time) order); test rows are one per user.
+    let mut test_of = std::collections::HashMap::with_capacity(te_user.len());
+    for (u, i) in te_user.iter().zip(&te_item) {
+        test_of.insert(*u, *i);
+    }
+    let mut train_w = TableWriter::create(&ctx.output(&TRAIN), Examples::default().take_batch()?.schema())?;
+    let mut test_w = TableWriter::create(&ctx.output(&TEST), Examples::default().take_batch()?.schema())?;
+    let (mut train_ex, mut test_ex) = (Examples::default(), Examples::default());
+    let mut seq: Vec<i32> = Vec::new();
+    let mut ages: Vec<f32> = Vec::new();
+    let mut hist: Vec<i32> = Vec::new();
+    let max_hist = p.max_hist as usize;
+    let groups = user_groups(&tr_user);
+    let mut covered = std::collections::HashSet::with_capacity(groups.len());
+    ctx.progress.set_length(groups.len() as u64);
+    for (g, &(user, start, end)) in groups.iter().enumerate() {
+        covered.insert(user);
+        seq.clear();
+        seq.extend_from_slice(&tr_item[start..end]);
+        ages.clear();
+        ages.extend(tr_ts[start..end].iter().map(|&ts| ((t_max - ts) as f64 / 3600.0) as f32));
+        let test_item = test_of.get(&user).copied();
+        if let Some(t) = test_item {
+            seq.push(t);
+            ages.push(0.0);
+        }
+        let mut rng = Rng::fork(p.seed, user as u64);
+        let n = seq.len();
+        let last_train = if test_item.is_some() { n - 1 } else { n };
+        let first = match p.max_samples_per_user {
+            Some(cap) => last_train.saturating_sub(cap as usize).max(1),
+            None => 1,
+        };
+        let mut clicked: Vec<i32> = seq.clone();
+        clicked.sort_unstable();
+        for i in first..n {
+            hist.clear();
+            hist.extend(seq[i.saturating_sub(max_hist)..i].iter().rev());
+            let target = seq[i];
+            if i == n - 1 && test_item.is_some() {
+                test_ex.push(user, target, 1, &hist, 0.0);
+                continue;
+            }
+            if let Some(t) = p.subsample_t {
+                let f = counts[target as usize] / total;
+                let keep = ((f / t).sqrt() + 1.0) * t / f;
+                if rng.f64() >= keep {
+                    continue;
+                }
+            }
+            train_ex.push(user, target, 1, &hist, ages[i]);
+            for _ in 0..p.neg_ratio {
+                if let Some(neg) = draw_negative(&neg_table, n_items, &clicked, &mut rng) {
+                    train_ex.push(user, neg, 0, &hist, ages[i]);
+                }
+            }
+        }
+        if train_ex.len() >= FLUSH_ROWS {
+            train_w.write(&train_ex.take_batch()?)?;
+        }
+        if g % 4096 == 0 {
+            ctx.progress.set_position(g as u64);
+        }
+    }
+    // Test users without training clicks still get their (history-less) test example.
+    for (u, i) in te_user.iter().zip(&te_item) {
+        if !covered.contains(u) {
+            test_ex.push(*u, *i, 1, &[], 0.0);
+        }
+    }
+    train_w.write(&train_ex.take_batch()?)?;
+    test_w.write(&test_ex.take_batch()?)?;
+    let mut report = Report::default();
+    report.rows.insert("train".into(), train_w.finish()?);
+    report.rows.insert("test".into(), test_w.finish()?);
+    Ok(report)
+}
+
+fn read_clicks(path: &Path) -> Result<(Vec<i32>, Vec<i32>, Vec<i64>), StageError> {
+    let b = table::read(path)?;
+    let user = table::column::<Int32Array>(&b, USER_IDX, path)?.values().to_vec();
+    let item = table::column::<Int32Array>(&b, ITEM_IDX, path)?.values().to_vec();
+    let ts = table::column::<Int64Array>(&b, crate::clicks::TIMESTAMP, path)?.values().to_vec();
+    Ok((user, item, ts))
+}
+
+/// (user, start, end) of each run of equal users, in order.
+fn user_groups(users: &[i32]) -> Vec<(i32, usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=users.len() {
+        if i == users.len() || users[i] != users[start] {
+            out.push((users[start], start, i));
+            start = i;
+        }
+    }
+    out
+}
+
+/// The distribution negatives are drawn from; None means uniform over 1..=n_items.
+fn negative_table(counts: &[f64], method: NegMethod) -> Option<Alias> {
+    let power = match method {
+        NegMethod::Uniform => return None,
+        NegMethod::Popularity => 1.0,
+        NegMethod::Unigram075 => 0.75,
+    };
+    let weights: Vec<f64> = counts.iter().enumerate().map(|(i, &c)| if i == 0 { 0.0 } else { c.powf(power) }).collect();
+    weights.iter().any(|&w| w > 0.0).then(|| Alias::new(&weights))
+}
+
+/// An item the user never clicked (`clicked` sorted), or None when none is found.
+fn draw_negative(table: &Option<Alias>, n_items: usize, clicked: &[i32], rng: &mut Rng) -> Option<i32> {
+    if n_items == 0 {
+        return None;
+    }
+    for _ in 0..64 {
+        let item = match table {
+            Some(a) => a.sample(rng) as i32,
+            None => 1 + rng.below(n_items as u64) as i32,
+        };
+        if clicked.binary_search(&item).is_err() {
+            return Some(item);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoProgress;
+    use datafusion::arrow::array::Array;
+    use std::collections::BTreeMap;
+
+    /// Encoded train/test tables from (user, item, ts) rows; test = each user's last row.
+    fn examples(rows: &[(i32, i32, i64)], params: serde_json::Value) -> (RecordBatch, RecordBatch) {
+        let d = tempfile::tempdir().unwrap();
+        let mut by_user: BTreeMap<i32, Vec<(i32, i64)>> = BTreeMap::new();
+        for &(u, i, t) in rows {
+            by_user.entry(u).or_default().push((i, t));
+        }
+        let (mut tr, mut te) = (vec![], vec![]);
+        for (u, clicks) in by_user {
+            let (last, rest) = clicks.split_last().unwrap();
+            tr.extend(rest.iter().map(|&(i, t)| (u, i, t)));
+            te.push((u, last.0, last.1));
+        }
+        for (name, rows) in [("train", &tr), ("test", &te)] {
+            table::write(
+                &d.path().join(format!("{name}.parquet")),
+                vec![
+                    (USER_IDX, Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef),
+                    (ITEM_IDX, Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1)))),
+                    ("timestamp", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+                ],
+            )
+            .unwrap();
+        }
+        let inputs = BTreeMap::from([
+            ("train".to_string(), d.path().join("train.parquet")),
+            ("test".to_string(), d.path().join("test.parquet")),
+        ]);
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let params = SPEC.params.clone()(params).unwrap();
+        run(&StageCtx { inputs: &inputs, params: &params, out_dir: &out, progress: &NoProgress }).unwrap();
+        (table::read(&out.join("train.parquet")).unwrap(), table::read(&out.join("test.parquet")).unwrap())
+    }
+
+    fn col_i32(b: &RecordBatch, name: &str) -> Vec<i32> {
+        b.column_by_name(name).unwrap().as_any().downcast_ref::<Int32Array>().unwrap().values().to_vec()
+    }
+
+    fn hists(b: &RecordBatch) -> Vec<Vec<i32>> {
+        let l = b.column_by_name(HIST).unwrap().as_any().downcast_ref::<ListArray>().unwrap();
+        (0..l.len())
+            .map(|i| l.value(i).as_any().downcast_ref::<Int32Array>().unwrap().values().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn sliding_windows_most_recent_first() {
+        let rows = [(1, 10, 1), (1, 11, 2), (1, 12, 3), (1, 13, 4)];
+        let (train, test) = examples(&rows, serde_json::json!({"max_hist": 2}));
+        assert_eq!(col_i32(&train, ITEM_IDX), [11, 12]);
+        assert_eq!(hists(&train), [vec![10], vec![11, 10]]);
+        assert_eq!(col_i32(&train, HIST_LEN), [1, 2]);
+        assert_eq!(col_i32(&test, ITEM_IDX), [13]);
+        assert_eq!(hists(&test), [vec![12, 11]], "truncated to max_hist");
+    }
+
+    #[test]
+    fn history_never_holds_the_target_or_later_clicks() {
+        let mut rows = Vec::new();
+        for u in 1..=20 {
+            for k in 0..(3 + u % 7) {
+                rows.push((u, 100 * u + k, k as i64));
+            }
+        }
+        let (train, test) = examples(&rows, serde_json::json!({"neg_ratio": 2}));
+        for b in [&train, &test] {
+            let items = col_i32(b, ITEM_IDX);
+            let labels = b.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
+            for ((item, hist), label) in items.iter().zip(hists(b)).zip(labels) {
+                if label == 1 {
+                    // Items of one user increase with time: everything in the history is earlier.
+                    assert!(hist.iter().all(|h| h < item), "{item} {hist:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn example_age_counts_hours_back_from_the_last_training_click() {
+        let rows = [(1, 10, 0), (1, 11, 3600), (1, 12, 7200), (1, 13, 99999)];
+        let (train, test) = examples(&rows, serde_json::json!({}));
+        let age = |b: &RecordBatch| b.column_by_name(EXAMPLE_AGE).unwrap().as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec();
+        assert_eq!(age(&train), [1.0, 0.0]);
+        assert_eq!(age(&test), [0.0]);
+    }
+
+    #[test]
+    fn negatives_avoid_the_users_items_and_follow_the_seed() {
+        let mut rows = Vec::new();
+        for k in 0..10 {
+            rows.push((1, k + 1, k as i64));
+            rows.push((2, k + 11, k as i64));
+        }
+        let a = examples(&rows, serde_json::json!({"neg_ratio": 3, "seed": 1})).0;
+        let b = examples(&rows, serde_json::json!({"neg_ratio": 3, "seed": 1})).0;
+        let c = examples(&rows, serde_json::json!({"neg_ratio": 3, "seed": 2})).0;
+        assert_eq!(col_i32(&a, ITEM_IDX), col_i32(&b, ITEM_IDX));
+        assert_ne!(col_i32(&a, ITEM_IDX), col_i32(&c, ITEM_IDX));
+        let users = col_i32(&a, USER_IDX);
+        let labels = a.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
+        assert_eq!(labels.iter().filter(|&&l| l == 0).count(), 3 * labels.iter().filter(|&&l| l == 1).count());
+        for ((u, item), l) in users.iter().zip(col_i32(&a, ITEM_IDX)).zip(labels) {
+            if l == 0 {
+                let own = if *u == 1 { 1..=10 } else { 11..=20 };
+                assert!(!own.contains(&item), "user {u} got own item {item} as negative");
+            }
+        }
+    }
+
+    #[test]
+    fn popularity_negatives_prefer_hot_items() {
+        let mut rows = Vec::new();
+        // Item 1 is clicked by everyone, items 2..=30 once each.
+        for u in 1..=30 {
+            rows.push((u, 1, 0));
+            rows.push((u, 1 + u, 1));
+            rows.push((u, 100, 2));
+        }
+        rows.push((31, 50, 0));
+        rows.push((31, 51, 1));
+        rows.push((31, 52, 2));
+        let (train, _) = examples(&rows, serde_json::json!({"neg_ratio": 200, "neg_method": "popularity", "max_samples_per_user": 1}));
+        let items = col_i32(&train, ITEM_IDX);
+        let labels = train.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
+        let users = col_i32(&train, USER_IDX);
+        let hot = items.iter().zip(&labels).zip(&users).filter(|((i, l), u)| **l == 0 && **i == 1 && **u == 31).count();
+        // For user 31, item 1 holds 30 of the 61 training clicks: about half its negatives.
+        assert!(hot > 70, "item 1 drawn {hot} times of 200");
+    }
+
+    #[test]
+    fn subsampling_drops_hot_positives_and_cap_keeps_the_latest() {
+        let mut rows = Vec::new();
+        for u in 1..=50 {
+            for k in 0..10 {
+                rows.push((u, if k % 2 == 0 { 1 } else { 2 + u * 10 + k }, k as i64));
+            }
+        }
+        let full = examples(&rows, serde_json::json!({})).0;
+        let sub = examples(&rows, serde_json::json!({"subsample_t": 0.001})).0;
+        let hot = |b: &RecordBatch| col_i32(b, ITEM_IDX).iter().filter(|&&i| i == 1).count();
+        assert!(hot(&sub) < hot(&full) / 2, "{} vs {}", hot(&sub), hot(&full));
+        let capped = examples(&rows, serde_json::json!({"max_samples_per_user": 3})).0;
+        assert_eq!(capped.num_rows(), 50 * 3);
+        assert_eq!(col_i32(&capped, HIST_LEN)[..3], [6, 7, 8], "the three most recent windows");
+    }
+}

@@ -1,0 +1,307 @@
+//! The YouTubeDNN model shared by `train` and `export`: its saved config, the
+//! user-side inputs (pooled history, user feature embeddings, dense features), and
+//! the ReLU tower that turns them into a user vector.
+//!
+//! Embedding tables live outside candle as plain row-major `Vec<f32>`s, so the
+//! trainer can update only the rows a batch touched; candle runs the tower.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use datafusion::arrow::array::{Array, Float32Array, Int32Array, ListArray};
+use serde::{Deserialize, Serialize};
+
+use crate::kinds::encode::USER_IDX;
+use crate::kinds::sample::{EXAMPLE_AGE, HIST};
+use crate::table;
+use crate::{StageError, table::failed};
+
+/// A categorical user feature and its vocabulary size (with padding).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feature {
+    pub name: String,
+    pub vocab: usize,
+}
+
+/// Everything needed to rebuild the model from its tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub emb_dim: usize,
+    pub hidden_units: Vec<usize>,
+    pub temperature: f64,
+    /// Item table rows (item indices 0..items, 0 = padding).
+    pub items: usize,
+    pub features: Vec<Feature>,
+    /// Dense user columns of `encode.users`.
+    pub dense: Vec<String>,
+    /// Example age (hours) that maps to 1.0.
+    pub age_max: f32,
+}
+
+impl ModelConfig {
+    /// Width of the tower's input: pooled history, one embedding per feature, dense values.
+    pub fn input_dim(&self) -> usize {
+        self.emb_dim * (1 + self.features.len()) + AGE_FEATURES + self.dense.len()
+    }
+}
+
+/// x, x² and log(1+x) of the scaled example age.
+pub const AGE_FEATURES: usize = 3;
+
+pub fn age_features(age: f32, age_max: f32) -> [f32; AGE_FEATURES] {
+    let x = (age / age_max.max(1e-6)).clamp(0.0, 1.0);
+    [x, x * x, (1.0 + x).ln() / 2f32.ln()]
+}
+
+/// The users table of `encode`, column-wise, indexed by user index (row 0 = unknown).
+pub struct Users {
+    /// Per feature, the code of every user index.
+    pub codes: Vec<Vec<i32>>,
+    pub features: Vec<Feature>,
+    /// Per dense column, the value of every user index.
+    pub dense: Vec<Vec<f32>>,
+    pub dense_names: Vec<String>,
+}
+
+impl Users {
+    /// Reads `encode.users`; `with_user_id` adds the user index itself as a feature.
+    pub fn read(path: &Path, with_user_id: bool) -> Result<Users, StageError> {
+        let b = table::read(path)?;
+        let n = b.num_rows() + 1;
+        let mut users = Users { codes: Vec::new(), features: Vec::new(), dense: Vec::new(), dense_names: Vec::new() };
+        let ids = table::column::<Int32Array>(&b, USER_IDX, path)?;
+        let mut row_of = vec![usize::MAX; n];
+        for (row, u) in ids.values().iter().enumerate() {
+            if (*u as usize) < n {
+                row_of[*u as usize] = row;
+            }
+        }
+        let by_user = |values: &dyn Fn(usize) -> f32| -> Vec<f32> {
+            (0..n).map(|u| if row_of[u] == usize::MAX { 0.0 } else { values(row_of[u]) }).collect()
+        };
+        if with_user_id {
+            users.codes.push((0..n as i32).collect());
+            users.features.push(Feature { name: USER_IDX.into(), vocab: n });
+        }
+        for field in b.schema().fields().iter().filter(|f| f.name() != USER_IDX) {
+            let col = b.column_by_name(field.name()).expect("field of this batch");
+            if let Some(c) = col.as_any().downcast_ref::<Int32Array>() {
+                let codes: Vec<i32> = by_user(&|r| c.value(r) as f32).into_iter().map(|x| x as i32).collect();
+                let vocab = codes.iter().copied().max().unwrap_or(0) as usize + 1;
+                users.codes.push(codes);
+                users.features.push(Feature { name: field.name().clone(), vocab });
+            } else if let Some(c) = col.as_any().downcast_ref::<Float32Array>() {
+                users.dense.push(by_user(&|r| c.value(r)));
+                users.dense_names.push(field.name().clone());
+            }
+        }
+        Ok(users)
+    }
+}
+
+/// Examples column-wise: user, target item, history (CSR), example age.
+pub struct Examples {
+    pub user: Vec<i32>,
+    pub item: Vec<i32>,
+    pub hist_offsets: Vec<usize>,
+    pub hist: Vec<i32>,
+    pub age: Vec<f32>,
+}
+
+impl Examples {
+    /// Reads a `sample` table; with `positives_only`, rows with label 0 are left out.
+    pub fn read(path: &Path, positives_only: bool) -> Result<Examples, StageError> {
+        use crate::kinds::encode::ITEM_IDX;
+        use crate::kinds::sample::LABEL;
+        use datafusion::arrow::array::Int8Array;
+        let b = table::read(path)?;
+        let user = table::column::<Int32Array>(&b, USER_IDX, path)?;
+        let item = table::column::<Int32Array>(&b, ITEM_IDX, path)?;
+        let label = table::column::<Int8Array>(&b, LABEL, path)?;
+        let age = table::column::<Float32Array>(&b, EXAMPLE_AGE, path)?;
+        let hist = table::column::<ListArray>(&b, HIST, path)?;
+        let values = hist.values().as_any().downcast_ref::<Int32Array>().ok_or_else(|| {
+            StageError::Failed(format!("{}: column `hist` must be a list of int32", path.display()))
+        })?;
+        let offsets = hist.value_offsets();
+        let mut ex = Examples { user: vec![], item: vec![], hist_offsets: vec![0], hist: vec![], age: vec![] };
+        for r in 0..b.num_rows() {
+            if positives_only && label.value(r) != 1 {
+                continue;
+            }
+            ex.user.push(user.value(r));
+            ex.item.push(item.value(r));
+            ex.age.push(age.value(r));
+            let (s, e) = (offsets[r] as usize, offsets[r + 1] as usize);
+            ex.hist.extend(values.values()[s..e].iter().filter(|&&h| h != 0));
+            ex.hist_offsets.push(ex.hist.len());
+        }
+        Ok(ex)
+    }
+
+    pub fn len(&self) -> usize {
+        self.user.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.user.is_empty()
+    }
+
+    pub fn hist_of(&self, i: usize) -> &[i32] {
+        &self.hist[self.hist_offsets[i]..self.hist_offsets[i + 1]]
+    }
+}
+
+/// A row-major embedding table.
+#[derive(Clone)]
+pub struct Table {
+    pub rows: usize,
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+impl Table {
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.data[r * self.dim..(r + 1) * self.dim]
+    }
+
+    pub fn row_mut(&mut self, r: usize) -> &mut [f32] {
+        &mut self.data[r * self.dim..(r + 1) * self.dim]
+    }
+
+    pub fn to_tensor(&self, device: &Device) -> Result<Tensor, StageError> {
+        Tensor::from_slice(&self.data, (self.rows, self.dim), device).map_err(failed)
+    }
+
+    pub fn from_tensor(t: &Tensor) -> Result<Table, StageError> {
+        let (rows, dim) = t.dims2().map_err(failed)?;
+        let data = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).map_err(failed)?;
+        Ok(Table { rows, dim, data })
+    }
+}
+
+/// The model's parameters: embedding tables and tower layers (weight [out, in], bias [out]).
+pub struct Model {
+    pub config: ModelConfig,
+    pub items: Table,
+    pub features: Vec<Table>,
+    pub tower: Vec<(Tensor, Tensor)>,
+}
+
+impl Model {
+    /// Writes `x` (one example's tower input) into `out`; `hist` holds nonzero items.
+    pub fn user_input(&self, users: &Users, user: i32, hist: &[i32], age: f32, out: &mut [f32]) {
+        let d = self.config.emb_dim;
+        pool(&self.items, hist, &mut out[..d]);
+        for (f, table) in self.features.iter().enumerate() {
+            let code = users.codes[f].get(user as usize).copied().unwrap_or(0) as usize;
+            let code = if code < table.rows { code } else { 0 };
+            out[d * (1 + f)..d * (2 + f)].copy_from_slice(table.row(code));
+        }
+        let mut k = d * (1 + self.features.len());
+        for v in age_features(age, self.config.age_max) {
+            out[k] = v;
+            k += 1;
+        }
+        for col in &users.dense {
+            out[k] = col.get(user as usize).copied().unwrap_or(0.0);
+            k += 1;
+        }
+    }
+
+    /// L2-normalised user vectors for tower inputs `x` ([n, input_dim]).
+    pub fn user_vectors(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        normalize(&tower_forward(&self.tower, x)?)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), StageError> {
+        let dev = Device::Cpu;
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        tensors.insert("item_emb".into(), self.items.to_tensor(&dev)?);
+        for (f, t) in self.config.features.iter().zip(&self.features) {
+            tensors.insert(format!("feature.{}", f.name), t.to_tensor(&dev)?);
+        }
+        for (k, (w, b)) in self.tower.iter().enumerate() {
+            tensors.insert(format!("tower.{k}.weight"), w.to_device(&dev).map_err(failed)?);
+            tensors.insert(format!("tower.{k}.bias"), b.to_device(&dev).map_err(failed)?);
+        }
+        candle_core::safetensors::save(&tensors, path).map_err(failed)
+    }
+
+    pub fn load(path: &Path, config: ModelConfig, device: &Device) -> Result<Model, StageError> {
+        let mut t = candle_core::safetensors::load(path, &Device::Cpu).map_err(failed)?;
+        let mut take = |name: &str| t.remove(name).ok_or_else(|| StageError::Failed(format!("{}: no tensor `{name}`", path.display())));
+        let items = Table::from_tensor(&take("item_emb")?)?;
+        let features = config.features.iter().map(|f| Table::from_tensor(&take(&format!("feature.{}", f.name))?)).collect::<Result<_, _>>()?;
+        let mut tower = Vec::new();
+        for k in 0..config.hidden_units.len() {
+            let w = take(&format!("tower.{k}.weight"))?.to_device(device).map_err(failed)?;
+            let b = take(&format!("tower.{k}.bias"))?.to_device(device).map_err(failed)?;
+            tower.push((w, b));
+        }
+        Ok(Model { config, items, features, tower })
+    }
+}
+
+/// Mean of the history's item rows into `out` (zeros for an empty history).
+pub fn pool(items: &Table, hist: &[i32], out: &mut [f32]) {
+    out.fill(0.0);
+    if hist.is_empty() {
+        return;
+    }
+    for &h in hist {
+        for (o, v) in out.iter_mut().zip(items.row(h as usize)) {
+            *o += v;
+        }
+    }
+    let inv = 1.0 / hist.len() as f32;
+    out.iter_mut().for_each(|o| *o *= inv);
+}
+
+/// ReLU between layers, none after the last: the last layer's output is the user vector.
+pub fn tower_forward<T: AsRef<Tensor>>(layers: &[(T, T)], x: &Tensor) -> candle_core::Result<Tensor> {
+    let mut h = x.clone();
+    for (k, (w, b)) in layers.iter().enumerate() {
+        h = h.matmul(&w.as_ref().t()?)?.broadcast_add(b.as_ref())?;
+        if k + 1 < layers.len() {
+            h = h.relu()?;
+        }
+    }
+    Ok(h)
+}
+
+/// Rows scaled to unit length.
+pub fn normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(1)?.affine(1.0, 1e-12)?.sqrt()?;
+    x.broadcast_div(&norm)
+}
+
+/// The device a `device` param names: `cpu`, `cuda`, `cuda:N` or `auto`; the note says
+/// what `auto` chose.
+pub fn device(name: &str) -> Result<(Device, Option<String>), StageError> {
+    let ordinal = |s: &str| s.parse::<usize>().map_err(|_| StageError::BadInput(format!("device `{name}`: expected cpu, cuda, cuda:N or auto")));
+    match name {
+        "cpu" => Ok((Device::Cpu, None)),
+        "auto" => {
+            if cfg!(feature = "cuda") && candle_core::utils::cuda_is_available() {
+                Ok((Device::new_cuda(0).map_err(failed)?, Some("device auto: using cuda:0".into())))
+            } else {
+                Ok((Device::Cpu, Some("device auto: no CUDA GPU (or built without the `cuda` feature), using the CPU".into())))
+            }
+        }
+        _ => {
+            let n = match name.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => ordinal(rest.strip_prefix(':').unwrap_or("x"))?,
+                None => return Err(StageError::BadInput(format!("device `{name}`: expected cpu, cuda, cuda:N or auto"))),
+            };
+            if !cfg!(feature = "cuda") {
+                return Err(StageError::BadInput(format!(
+                    "device `{name}`: this dagrun was built without CUDA; rebuild with `--features cuda` or use device cpu/auto"
+                )));
+            }
+            Ok((Device::new_cuda(n).map_err(|e| StageError::BadInput(format!("device `{name}`: {e}")))?, None))
+        }
+    }
+}

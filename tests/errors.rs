@@ -1,0 +1,109 @@
+//! Bad pipelines and bad command lines: exit code 2, one message with file:line:column,
+//! never a panic. The messages are snapshots (insta).
+
+mod common;
+
+use common::Project;
+
+/// Runs `dagrun status` on `yaml` and returns stderr, asserting exit code 2.
+fn rejected(yaml: &str, extra: &[&str]) -> String {
+    let p = Project::new(yaml);
+    let mut args = vec!["status"];
+    args.extend_from_slice(extra);
+    let r = p.dagrun(&args);
+    assert_eq!(r.code, 2, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert!(r.stderr.starts_with("error: "), "{}", r.stderr);
+    r.stderr
+}
+
+const OK_STAGE: &str = "  a:\n    kind: cmd\n    run: 'echo 1 > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n";
+
+#[test]
+fn unknown_top_level_key() {
+    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}stagse: {{}}\n"), &[]));
+}
+
+#[test]
+fn unknown_stage_key() {
+    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}    param: {{x: 1}}\n"), &[]));
+}
+
+#[test]
+fn duplicate_stage_names() {
+    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}{OK_STAGE}"), &[]));
+}
+
+#[test]
+fn unknown_kind() {
+    insta::assert_snapshot!(rejected("stages:\n  a:\n    kind: sampel\n", &[]));
+}
+
+#[test]
+fn reference_to_a_missing_stage() {
+    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}  b:\n    kind: cmd\n    inputs: {{x: nope.o}}\n    run: 'true'\n    outputs: [p.txt]\n"), &[]));
+}
+
+#[test]
+fn reference_to_a_missing_output() {
+    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}  b:\n    kind: cmd\n    inputs: {{x: a.oops}}\n    run: 'true'\n    outputs: [p.txt]\n"), &[]));
+}
+
+#[test]
+fn missing_input_path() {
+    insta::assert_snapshot!(rejected("stages:\n  a:\n    kind: cmd\n    inputs: {data: ./data/missing.csv}\n    run: 'true'\n    outputs: [o.txt]\n", &[]));
+}
+
+#[test]
+fn cycle_is_named() {
+    let yaml = "stages:\n  a:\n    kind: cmd\n    inputs: {x: c.o}\n    run: 'true'\n    outputs: [o.txt]\n  b:\n    kind: cmd\n    inputs: {x: a.o}\n    run: 'true'\n    outputs: [o.txt]\n  c:\n    kind: cmd\n    inputs: {x: b.o}\n    run: 'true'\n    outputs: [o.txt]\n";
+    let e = rejected(yaml, &[]);
+    assert!(e.contains("a -> b -> c -> a"), "{e}");
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn cmd_without_outputs() {
+    insta::assert_snapshot!(rejected("stages:\n  a:\n    kind: cmd\n    run: 'true'\n", &[]));
+}
+
+#[test]
+fn bad_output_name() {
+    insta::assert_snapshot!(rejected("stages:\n  a:\n    kind: cmd\n    run: 'true'\n    outputs: [noext]\n", &[]));
+}
+
+#[test]
+fn yaml_syntax_error() {
+    insta::assert_snapshot!(rejected("stages:\n  a:\n    kind: [cmd\n", &[]));
+}
+
+#[test]
+fn empty_stages() {
+    insta::assert_snapshot!(rejected("stages: {}\n", &[]));
+}
+
+#[test]
+fn override_of_a_missing_stage() {
+    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}"), &["-P", "zz.v=1"]));
+}
+
+#[test]
+fn malformed_override() {
+    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}"), &["-P", "justtext"]));
+}
+
+#[test]
+fn missing_pipeline_file() {
+    let p = Project::new("stages: {}\n");
+    let r = p.dagrun(&["status", "nothere.yaml"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("cannot read nothere.yaml"), "{}", r.stderr);
+}
+
+#[test]
+fn unknown_target_and_force() {
+    let p = Project::new(&format!("stages:\n{OK_STAGE}"));
+    let r = p.dagrun(&["run", "--target", "zz"]);
+    assert_eq!(r.code, 2);
+    insta::assert_snapshot!(r.stderr);
+}
