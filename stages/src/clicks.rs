@@ -18,7 +18,7 @@ pub const TIMESTAMP: &str = "timestamp";
 pub const SEQ: &str = "seq";
 
 /// A click log in memory, in source order.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ClickLog {
     pub users: Vec<String>,
     pub items: Vec<String>,
@@ -48,6 +48,7 @@ impl ClickLog {
 }
 
 /// Users and their categorical features, in a fixed column order.
+#[derive(Debug)]
 pub struct UserTable {
     pub ids: Vec<String>,
     pub features: Vec<(String, Vec<String>)>,

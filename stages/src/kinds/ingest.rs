@@ -189,8 +189,10 @@ impl Text {
     }
 
     fn at(&self, line: usize, fields: &[&str], field: usize, message: String) -> StageError {
-        // Column: 1-based character position where the field starts.
-        let column = 1 + fields[..field.min(fields.len())].iter().map(|f| f.chars().count() + self.sep.len()).sum::<usize>();
+        // Column: 1-based character position where the field starts; for a missing
+        // field, just past the end of the line.
+        let before: usize = fields[..field.min(fields.len())].iter().map(|f| f.chars().count() + self.sep.len()).sum();
+        let column = if field >= fields.len() { before + 1 - self.sep.len().min(before) } else { before + 1 };
         StageError::BadInput(format!("{}:{line}:{column}: {message}", self.path.display()))
     }
 

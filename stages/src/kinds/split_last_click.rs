@@ -99,7 +99,7 @@ mod tests {
     use super::*;
     use crate::clicks::ClickLog;
     use crate::NoProgress;
-    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::array::{Array, StringArray};
     use std::collections::BTreeMap;
 
     fn split(log: ClickLog, min_clicks: u32) -> (RecordBatch, RecordBatch, Report) {
