@@ -160,14 +160,19 @@ impl Store {
     pub fn commit(&self, record: &Record) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(record)?;
         write_atomic(&self.record_path(&record.key), &json)?;
-        self.point_latest(record)
+        self.write_latest(record)
     }
 
-    /// Makes `latest/<stage>/` show `record`'s outputs (relative symlinks) and record.
+    /// Makes `latest/<stage>/` show a reused record, unless it already does.
     pub fn point_latest(&self, record: &Record) -> io::Result<()> {
         if self.latest_record(&record.stage).is_some_and(|r| r.key == record.key && self.latest_links_ok(&r)) {
             return Ok(());
         }
+        self.write_latest(record)
+    }
+
+    /// Points `latest/<stage>/` at `record`'s outputs (relative symlinks) and copies the record.
+    fn write_latest(&self, record: &Record) -> io::Result<()> {
         let dir = self.latest().join(&record.stage);
         fs::create_dir_all(&dir)?;
         for (name, out) in &record.outputs {

@@ -183,5 +183,9 @@ fn movielens_100k_end_to_end() {
     assert!((f("baseline.ndcg@50") - 0.044).abs() <= 0.003, "{}", f("baseline.ndcg@50"));
     assert!((f("baseline.hr_excl@50") - 0.198).abs() <= 0.003, "{}", f("baseline.hr_excl@50"));
     assert!(f("evaluate.index_recall@50") >= 0.99);
-    assert!(f("evaluate.hr@50") > f("baseline.hr@50"));
+    // The tuned example (seed 0); benches/quality.sh reports the mean of three seeds.
+    assert!(f("evaluate.hr@50") >= 0.35, "{}", f("evaluate.hr@50"));
+    assert!(f("evaluate.ndcg@50") >= 0.10, "{}", f("evaluate.ndcg@50"));
+    assert!(f("evaluate.hr@50") > 2.0 * f("baseline.hr@50"));
+    assert!(r.stdout.contains("check ok     evaluate.hr@50 >= 0.35"), "{}", r.stdout);
 }

@@ -112,6 +112,13 @@ pub const SPEC: KindSpec = KindSpec {
 };
 
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
+    // The tower's tensors are tiny: candle's ops run faster on one thread than split
+    // over several (measured: 1.72 s vs 2.24 s for 3 epochs of MovieLens-100k).
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(failed)?;
+    pool.install(|| train(ctx))
+}
+
+fn train(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: TrainParams = params::typed(ctx.params)?;
     let hidden = p.hidden_units.clone().unwrap_or_else(|| vec![64, p.emb_dim]);
     if hidden.last() != Some(&p.emb_dim) || hidden.contains(&0) || p.emb_dim == 0 {
