@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Training throughput of the youtube_dnn stage (samples/s from its record), on
-# MovieLens-100k samples: d=32, batch 256, sampled softmax with 5 uniform negatives;
+# MovieLens-100k samples of examples/movielens-100k.yaml (max_hist 5, and 50): d=32,
+# batch 256, sampled softmax with 5 uniform negatives;
 # then 255 negatives, d=64, and a synthetic 1M-item table with its peak RSS.
 # Usage: benches/train.sh [path/to/dagrun] [ml-100k dir]
 set -euo pipefail
@@ -22,6 +23,8 @@ run_train() { # label, -P overrides...
 run_train "d32_uniform5" -P train.emb_dim=32 -P 'train.hidden_units=[64, 32]' -P train.loss=sampled_softmax -P train.sampler=uniform -P train.num_sampled=5
 run_train "d32_uniform255" -P train.emb_dim=32 -P 'train.hidden_units=[64, 32]' -P train.loss=sampled_softmax -P train.sampler=uniform -P train.num_sampled=255
 run_train "d64_uniform5" -P train.emb_dim=64 -P 'train.hidden_units=[64, 64]' -P train.loss=sampled_softmax -P train.sampler=uniform -P train.num_sampled=5
+# The example samples with max_hist 5; with the sample stage's default of 50 pooling costs more.
+run_train "d32_uniform5_hist50" -P sample.max_hist=50 -P train.emb_dim=32 -P 'train.hidden_units=[64, 32]' -P train.loss=sampled_softmax -P train.sampler=uniform -P train.num_sampled=5
 
 # A 1M-item catalogue: memory must follow the table, not table x steps.
 cat >"$work/big.yaml" <<'YAML'

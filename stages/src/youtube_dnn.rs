@@ -190,24 +190,9 @@ pub struct Model {
 }
 
 impl Model {
-    /// Writes `x` (one example's tower input) into `out`; `hist` holds nonzero items.
+    /// Writes one example's tower input into `out`; `hist` holds nonzero items.
     pub fn user_input(&self, users: &Users, user: i32, hist: &[i32], age: f32, out: &mut [f32]) {
-        let d = self.config.emb_dim;
-        pool(&self.items, hist, &mut out[..d]);
-        for (f, table) in self.features.iter().enumerate() {
-            let code = users.codes[f].get(user as usize).copied().unwrap_or(0) as usize;
-            let code = if code < table.rows { code } else { 0 };
-            out[d * (1 + f)..d * (2 + f)].copy_from_slice(table.row(code));
-        }
-        let mut k = d * (1 + self.features.len());
-        for v in age_features(age, self.config.age_max) {
-            out[k] = v;
-            k += 1;
-        }
-        for col in &users.dense {
-            out[k] = col.get(user as usize).copied().unwrap_or(0.0);
-            k += 1;
-        }
+        user_input(&self.config, &self.items, &self.features, users, user, hist, age, out);
     }
 
     /// L2-normalised user vectors for tower inputs `x` ([n, input_dim]).
@@ -241,6 +226,37 @@ impl Model {
             tower.push((w, b));
         }
         Ok(Model { config, items, features, tower })
+    }
+}
+
+/// One example's tower input: the pooled history, one row per user feature (unknown
+/// codes fall back to row 0), then x, x², log x of the example age and the dense columns.
+#[allow(clippy::too_many_arguments)]
+pub fn user_input(
+    config: &ModelConfig,
+    items: &Table,
+    features: &[Table],
+    users: &Users,
+    user: i32,
+    hist: &[i32],
+    age: f32,
+    out: &mut [f32],
+) {
+    let d = config.emb_dim;
+    pool(items, hist, &mut out[..d]);
+    for (f, table) in features.iter().enumerate() {
+        let code = users.codes[f].get(user as usize).copied().unwrap_or(0) as usize;
+        let code = if code < table.rows { code } else { 0 };
+        out[d * (1 + f)..d * (2 + f)].copy_from_slice(table.row(code));
+    }
+    let mut k = d * (1 + features.len());
+    for v in age_features(age, config.age_max) {
+        out[k] = v;
+        k += 1;
+    }
+    for col in &users.dense {
+        out[k] = col.get(user as usize).copied().unwrap_or(0.0);
+        k += 1;
     }
 }
 

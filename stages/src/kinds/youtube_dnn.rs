@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::{Alias, Rng};
 use crate::table::{self, failed};
-use crate::youtube_dnn::{Examples, Model, ModelConfig, Table, Users, normalize, pool, tower_forward};
+use crate::youtube_dnn::{Examples, Model, ModelConfig, Table, Users, normalize, tower_forward, user_input};
 use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -324,7 +323,9 @@ struct Trainer {
     item_adam: LazyAdam,
     feature_adam: Vec<LazyAdam>,
     tower: Vec<(Var, Var)>,
-    optimizer: AdamW,
+    /// Host copies of the tower's weights and biases with their Adam moments; a few
+    /// thousand floats updated in one loop beat candle's optimiser's dozens of tiny ops.
+    tower_host: Vec<(Table, LazyAdam)>,
     sampler: CandidateSampler,
     /// ln of each item's share of training targets (in-batch log-Q correction).
     log_freq: Vec<f32>,
@@ -356,9 +357,13 @@ impl Trainer {
             tower.push((w, b));
             fan_in = out;
         }
-        let vars: Vec<Var> = tower.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect();
-        let weight_decay = if p.optimizer == Optim::Adamw { p.weight_decay } else { 0.0 };
-        let optimizer = AdamW::new(vars, ParamsAdamW { lr: p.lr, weight_decay, ..Default::default() }).map_err(failed)?;
+        let mut tower_host = Vec::new();
+        for (w, b) in &tower {
+            for v in [w, b] {
+                let data = v.as_tensor().flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(failed)?;
+                tower_host.push((Table { rows: 1, dim: data.len(), data }, LazyAdam::new(v.elem_count())));
+            }
+        }
         let mut counts = vec![0f64; config.items];
         for &i in &ex.item {
             counts[i as usize] += 1.0;
@@ -378,7 +383,7 @@ impl Trainer {
             items,
             features,
             tower,
-            optimizer,
+            tower_host,
             sampler,
             log_freq,
             uniform,
@@ -390,24 +395,13 @@ impl Trainer {
     /// One optimisation step over the examples `batch`; returns the loss.
     fn step(&mut self, ex: &Examples, users: &Users, batch: &[u32], lr: f64) -> Result<f64, StageError> {
         let (b, d) = (batch.len(), self.config.emb_dim);
-        let dense_dim = self.config.input_dim() - d * (1 + self.features.len());
-        // Gather: pooled history, feature rows, dense values.
-        let mut pooled = vec![0f32; b * d];
-        let mut feats: Vec<Vec<f32>> = vec![vec![0f32; b * d]; self.features.len()];
-        let mut dense = vec![0f32; b * dense_dim];
+        // Gather each example's tower input: pooled history, feature rows, dense values.
+        let width = self.config.input_dim();
+        let mut input = vec![0f32; b * width];
         for (r, &i) in batch.iter().enumerate() {
             let i = i as usize;
-            pool(&self.items, ex.hist_of(i), &mut pooled[r * d..(r + 1) * d]);
-            let user = ex.user[i] as usize;
-            for (f, t) in self.features.iter().enumerate() {
-                let code = (users.codes[f].get(user).copied().unwrap_or(0) as usize).min(t.rows - 1);
-                feats[f][r * d..(r + 1) * d].copy_from_slice(t.row(code));
-            }
-            let row = &mut dense[r * dense_dim..(r + 1) * dense_dim];
-            row[..3].copy_from_slice(&crate::youtube_dnn::age_features(ex.age[i], self.config.age_max));
-            for (k, col) in users.dense.iter().enumerate() {
-                row[3 + k] = col.get(user).copied().unwrap_or(0.0);
-            }
+            let out = &mut input[r * width..(r + 1) * width];
+            user_input(&self.config, &self.items, &self.features, users, ex.user[i], ex.hist_of(i), ex.age[i], out);
         }
         // Candidates: the batch's targets, then the sampled negatives.
         let targets: Vec<i32> = batch.iter().map(|&i| ex.item[i as usize]).collect();
@@ -426,19 +420,11 @@ impl Trainer {
 
         let dev = &self.device;
         let f = |e: candle_core::Error| StageError::Failed(format!("youtube_dnn: {e}"));
-        let pooled_v = Var::from_tensor(&Tensor::from_vec(pooled, (b, d), dev).map_err(f)?).map_err(f)?;
-        let feat_v: Vec<Var> = feats
-            .into_iter()
-            .map(|x| Var::from_tensor(&Tensor::from_vec(x, (b, d), dev)?))
-            .collect::<candle_core::Result<_>>()
-            .map_err(f)?;
+        let width = self.config.input_dim();
+        let x = Var::from_tensor(&Tensor::from_vec(input, (b, width), dev).map_err(f)?).map_err(f)?;
         let cand_v = Var::from_tensor(&Tensor::from_vec(cand, (cand_rows.len(), d), dev).map_err(f)?).map_err(f)?;
-        let dense_t = Tensor::from_vec(dense, (b, dense_dim), dev).map_err(f)?;
-        let (loss, grads) = self.loss(&pooled_v, &feat_v, &dense_t, &cand_v, &targets, &sampled, &t_slots, &s_slots).map_err(f)?;
+        let (loss, grads) = self.loss(&x, &cand_v, &targets, &sampled, &t_slots, &s_slots).map_err(f)?;
 
-        // Tower: candle's Adam. Tables: scatter the leaves' gradients, lazy Adam.
-        self.optimizer.set_learning_rate(lr);
-        self.optimizer.step(&grads).map_err(f)?;
         self.step += 1;
         let t = self.step as i32;
         let lr_t = (lr * (1.0 - (BETA2 as f64).powi(t)).sqrt() / (1.0 - (BETA1 as f64).powi(t))) as f32;
@@ -449,13 +435,20 @@ impl Trainer {
                 None => Ok(vec![0.0; v.elem_count()]),
             }
         };
+        // Tower: dense Adam on the host copies, written back into the vars.
+        let vars: Vec<&Var> = self.tower.iter().flat_map(|(w, b)| [w, b]).collect();
+        for (v, (host, adam)) in vars.into_iter().zip(&mut self.tower_host) {
+            adam.update(host, 0, &grad_of(v)?, lr_t, decay);
+            v.set(&Tensor::from_slice(&host.data, v.shape(), dev).map_err(f)?).map_err(f)?;
+        }
+        // Tables: scatter the input's gradient back onto the rows it came from, lazy Adam.
+        let g_x = grad_of(&x)?;
         let g_cand = grad_of(&cand_v)?;
         for (s, chunk) in g_cand.chunks(d).enumerate() {
             for (a, g) in self.item_grad.grad[s * d..(s + 1) * d].iter_mut().zip(chunk) {
                 *a += g;
             }
         }
-        let g_pooled = grad_of(&pooled_v)?;
         for (r, &i) in batch.iter().enumerate() {
             let hist = ex.hist_of(i as usize);
             if hist.is_empty() {
@@ -463,15 +456,15 @@ impl Trainer {
             }
             let scale = 1.0 / hist.len() as f32;
             for &h in hist {
-                self.item_grad.add(h as usize, &g_pooled[r * d..(r + 1) * d], scale);
+                self.item_grad.add(h as usize, &g_x[r * width..r * width + d], scale);
             }
         }
         self.item_grad.apply(&mut self.items, &mut self.item_adam, lr_t, decay);
-        for (k, v) in feat_v.iter().enumerate() {
-            let g = grad_of(v)?;
+        for k in 0..self.features.len() {
             for (r, &i) in batch.iter().enumerate() {
                 let code = (users.codes[k].get(ex.user[i as usize] as usize).copied().unwrap_or(0) as usize).min(self.features[k].rows - 1);
-                self.feature_grad[k].add(code, &g[r * d..(r + 1) * d], 1.0);
+                let at = r * width + d * (1 + k);
+                self.feature_grad[k].add(code, &g_x[at..at + d], 1.0);
             }
             self.feature_grad[k].apply(&mut self.features[k], &mut self.feature_adam[k], lr_t, decay);
         }
@@ -479,12 +472,9 @@ impl Trainer {
     }
 
     /// Forward and backward through tower and loss; returns the loss and the gradients.
-    #[allow(clippy::too_many_arguments)]
     fn loss(
         &self,
-        pooled: &Var,
-        feats: &[Var],
-        dense: &Tensor,
+        x: &Var,
         cand: &Var,
         targets: &[i32],
         sampled: &[i32],
@@ -493,12 +483,8 @@ impl Trainer {
     ) -> candle_core::Result<(f64, candle_core::backprop::GradStore)> {
         let dev = &self.device;
         let b = targets.len();
-        let mut parts: Vec<&Tensor> = vec![pooled.as_tensor()];
-        parts.extend(feats.iter().map(|v| v.as_tensor()));
-        parts.push(dense);
-        let x = Tensor::cat(&parts, 1)?;
         let layers: Vec<(&Tensor, &Tensor)> = self.tower.iter().map(|(w, b)| (w.as_tensor(), b.as_tensor())).collect();
-        let u = normalize(&tower_forward(&layers, &x)?)?;
+        let u = normalize(&tower_forward(&layers, x.as_tensor())?)?;
         let items = normalize(cand.as_tensor())?;
         let inv_t = 1.0 / self.p.temperature;
         let vt = items.index_select(&Tensor::from_slice(t_slots, b, dev)?, 0)?;
