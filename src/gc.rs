@@ -18,7 +18,11 @@ pub struct GcReport {
 /// Keeps the records of the last `keep_runs` runs and the newest record of every
 /// stage in `latest/`, and every object they name; removes the rest.
 pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> Result<GcReport, Error> {
-    let _lock = if dry_run { None } else { Some(crate::lock::acquire(&store.root, "gc", false)?) };
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(crate::lock::acquire(&store.root, "gc", false)?)
+    };
     let runs = store.list_runs();
     let mut keep_keys: BTreeSet<String> = runs
         .iter()

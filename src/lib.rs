@@ -43,14 +43,19 @@ pub enum Error {
     #[error("{0} corrupt object(s) quarantined; the next run rebuilds them")]
     Corrupt(usize),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Pipeline(_) | Error::Store(_) | Error::Usage(_) => 2,
-            Error::StagesFailed { bad_input: true, .. } => 2,
+            Error::StagesFailed {
+                bad_input: true, ..
+            } => 2,
             Error::StagesFailed { .. } | Error::Corrupt(_) | Error::Io { .. } => 1,
             Error::ChecksFailed(_) => 3,
         }
@@ -58,7 +63,10 @@ impl Error {
 
     /// For `map_err`: an i/o error at `path`.
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-        move |source| Error::Io { path: path.display().to_string(), source }
+        move |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 

@@ -17,7 +17,8 @@ fn rejected(yaml: &str, extra: &[&str]) -> String {
     r.stderr
 }
 
-const OK_STAGE: &str = "  a:\n    kind: cmd\n    run: 'echo 1 > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n";
+const OK_STAGE: &str =
+    "  a:\n    kind: cmd\n    run: 'echo 1 > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n";
 
 #[test]
 fn unknown_top_level_key() {
@@ -26,7 +27,10 @@ fn unknown_top_level_key() {
 
 #[test]
 fn unknown_stage_key() {
-    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}    param: {{x: 1}}\n"), &[]));
+    insta::assert_snapshot!(rejected(
+        &format!("stages:\n{OK_STAGE}    param: {{x: 1}}\n"),
+        &[]
+    ));
 }
 
 #[test]
@@ -41,17 +45,30 @@ fn unknown_kind() {
 
 #[test]
 fn reference_to_a_missing_stage() {
-    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}  b:\n    kind: cmd\n    inputs: {{x: nope.o}}\n    run: 'true'\n    outputs: [p.txt]\n"), &[]));
+    insta::assert_snapshot!(rejected(
+        &format!(
+            "stages:\n{OK_STAGE}  b:\n    kind: cmd\n    inputs: {{x: nope.o}}\n    run: 'true'\n    outputs: [p.txt]\n"
+        ),
+        &[]
+    ));
 }
 
 #[test]
 fn reference_to_a_missing_output() {
-    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}  b:\n    kind: cmd\n    inputs: {{x: a.oops}}\n    run: 'true'\n    outputs: [p.txt]\n"), &[]));
+    insta::assert_snapshot!(rejected(
+        &format!(
+            "stages:\n{OK_STAGE}  b:\n    kind: cmd\n    inputs: {{x: a.oops}}\n    run: 'true'\n    outputs: [p.txt]\n"
+        ),
+        &[]
+    ));
 }
 
 #[test]
 fn missing_input_path() {
-    insta::assert_snapshot!(rejected("stages:\n  a:\n    kind: cmd\n    inputs: {data: ./data/missing.csv}\n    run: 'true'\n    outputs: [o.txt]\n", &[]));
+    insta::assert_snapshot!(rejected(
+        "stages:\n  a:\n    kind: cmd\n    inputs: {data: ./data/missing.csv}\n    run: 'true'\n    outputs: [o.txt]\n",
+        &[]
+    ));
 }
 
 #[test]
@@ -64,12 +81,18 @@ fn cycle_is_named() {
 
 #[test]
 fn cmd_without_outputs() {
-    insta::assert_snapshot!(rejected("stages:\n  a:\n    kind: cmd\n    run: 'true'\n", &[]));
+    insta::assert_snapshot!(rejected(
+        "stages:\n  a:\n    kind: cmd\n    run: 'true'\n",
+        &[]
+    ));
 }
 
 #[test]
 fn bad_output_name() {
-    insta::assert_snapshot!(rejected("stages:\n  a:\n    kind: cmd\n    run: 'true'\n    outputs: [noext]\n", &[]));
+    insta::assert_snapshot!(rejected(
+        "stages:\n  a:\n    kind: cmd\n    run: 'true'\n    outputs: [noext]\n",
+        &[]
+    ));
 }
 
 #[test]
@@ -89,7 +112,10 @@ fn override_of_a_missing_stage() {
 
 #[test]
 fn malformed_override() {
-    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}"), &["-P", "justtext"]));
+    insta::assert_snapshot!(rejected(
+        &format!("stages:\n{OK_STAGE}"),
+        &["-P", "justtext"]
+    ));
 }
 
 #[test]
@@ -97,7 +123,11 @@ fn missing_pipeline_file() {
     let p = Project::new("stages: {}\n");
     let r = p.dagrun(&["status", "nothere.yaml"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("cannot read nothere.yaml"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot read nothere.yaml"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -6,7 +6,8 @@ mod common;
 use common::Project;
 
 fn copy_pipeline(p: &Project, from: &str) {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(from)).unwrap();
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(from))
+        .unwrap();
     std::fs::write(p.path().join("pipeline.yaml"), text).unwrap();
 }
 
@@ -23,7 +24,12 @@ fn states(p: &Project, extra: &[&str]) -> Vec<(String, String)> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["stage"].as_str().unwrap().to_string(), s["state"].as_str().unwrap().to_string()))
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap().to_string(),
+                s["state"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -33,12 +39,16 @@ fn default_pipeline_runs_and_is_deterministic() {
     copy_pipeline(&p, "pipeline.yaml");
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let first: Vec<serde_json::Value> = ["clicks", "split", "encode", "sample"].iter().map(|s| record(&p, s)["outputs"].clone()).collect();
+    let first: Vec<serde_json::Value> = ["clicks", "split", "encode", "sample"]
+        .iter()
+        .map(|s| record(&p, s)["outputs"].clone())
+        .collect();
     // A second store from scratch gives byte-identical tables.
     let r = p.dagrun(&["--store", "again", "run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     for (i, s) in ["clicks", "split", "encode", "sample"].iter().enumerate() {
-        let again: serde_json::Value = serde_json::from_str(&p.read(&format!("again/latest/{s}/.record.json"))).unwrap();
+        let again: serde_json::Value =
+            serde_json::from_str(&p.read(&format!("again/latest/{s}/.record.json"))).unwrap();
         assert_eq!(again["outputs"], first[i], "stage {s}");
     }
     // The synthetic log has the promised shape: heavy and light users.
@@ -51,12 +61,34 @@ fn negative_sampling_change_reruns_sample_and_below_only() {
     let p = Project::new("");
     copy_pipeline(&p, "pipeline.yaml");
     assert_eq!(p.dagrun(&["run"]).code, 0);
-    let st = states(&p, &["-P", "sample.neg_ratio=3", "-P", "sample.neg_method=popularity"]);
-    let stale: Vec<&str> = st.iter().filter(|(_, s)| s != "fresh").map(|(n, _)| n.as_str()).collect();
-    let fresh: Vec<&str> = st.iter().filter(|(_, s)| s == "fresh").map(|(n, _)| n.as_str()).collect();
+    let st = states(
+        &p,
+        &[
+            "-P",
+            "sample.neg_ratio=3",
+            "-P",
+            "sample.neg_method=popularity",
+        ],
+    );
+    let stale: Vec<&str> = st
+        .iter()
+        .filter(|(_, s)| s != "fresh")
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let fresh: Vec<&str> = st
+        .iter()
+        .filter(|(_, s)| s == "fresh")
+        .map(|(n, _)| n.as_str())
+        .collect();
     assert!(fresh.starts_with(&["clicks", "split", "encode"]), "{st:?}");
     assert_eq!(stale.first(), Some(&"sample"), "{st:?}");
-    let r = p.dagrun(&["run", "-P", "sample.neg_ratio=3", "-P", "sample.neg_method=popularity"]);
+    let r = p.dagrun(&[
+        "run",
+        "-P",
+        "sample.neg_ratio=3",
+        "-P",
+        "sample.neg_method=popularity",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.outcome("sample").as_deref(), Some("ran"));
     assert_eq!(r.stages("cached")[..3], ["clicks", "split", "encode"]);
@@ -65,7 +97,9 @@ fn negative_sampling_change_reruns_sample_and_below_only() {
     let p2 = Project::new("");
     copy_pipeline(&p2, "pipeline.yaml");
     assert_eq!(p2.dagrun(&["run", "--target", "sample"]).code, 0);
-    let base = record(&p2, "sample")["outputs"]["train"]["rows"].as_u64().unwrap();
+    let base = record(&p2, "sample")["outputs"]["train"]["rows"]
+        .as_u64()
+        .unwrap();
     assert!(rows > 3 * base && rows <= 4 * base, "{rows} vs {base}");
 }
 
@@ -74,33 +108,58 @@ fn writing_a_default_explicitly_changes_nothing() {
     let p = Project::new("");
     copy_pipeline(&p, "pipeline.yaml");
     assert_eq!(p.dagrun(&["run"]).code, 0);
-    let st = states(&p, &["-P", "sample.max_hist=50", "-P", "split.min_clicks=2"]);
+    let st = states(
+        &p,
+        &["-P", "sample.max_hist=50", "-P", "split.min_clicks=2"],
+    );
     assert!(st.iter().all(|(_, s)| s == "fresh"), "{st:?}");
 }
 
 #[test]
 fn movielens_100k_figures() {
-    let Some(data) = common::movielens() else { return };
+    let Some(data) = common::movielens() else {
+        return;
+    };
     let p = Project::new("");
     copy_pipeline(&p, "examples/movielens-100k.yaml");
-    let r = p.dagrun(&["run", "--target", "sample", "-I", &format!("clicks.data={}", data.display())]);
+    let r = p.dagrun(&[
+        "run",
+        "--target",
+        "sample",
+        "-I",
+        &format!("clicks.data={}", data.display()),
+    ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(record(&p, "clicks")["outputs"]["clicks"]["rows"], 100_000);
     assert_eq!(record(&p, "sample")["outputs"]["test"]["rows"], 943);
     assert_eq!(record(&p, "sample")["outputs"]["train"]["rows"], 98_114);
     let m = &record(&p, "encode")["metrics"];
-    for (k, v) in [("user_id", 944.0), ("item_id", 1683.0), ("age", 62.0), ("gender", 3.0), ("occupation", 22.0), ("zip_code", 796.0)] {
-        assert_eq!(m[format!("vocab_{k}")].as_f64(), Some(v), "vocabulary of {k}");
+    for (k, v) in [
+        ("user_id", 944.0),
+        ("item_id", 1683.0),
+        ("age", 62.0),
+        ("gender", 3.0),
+        ("occupation", 22.0),
+        ("zip_code", 796.0),
+    ] {
+        assert_eq!(
+            m[format!("vocab_{k}")].as_f64(),
+            Some(v),
+            "vocabulary of {k}"
+        );
     }
 }
 
 #[test]
 fn bad_param_of_a_builtin_kind_names_the_place() {
-    let p = Project::new("stages:\n  clicks:\n    kind: synth\n    params:\n      users: 10\n      clicks: lots\n");
+    let p = Project::new(
+        "stages:\n  clicks:\n    kind: synth\n    params:\n      users: 10\n      clicks: lots\n",
+    );
     let r = p.dagrun(&["status"]);
     assert_eq!(r.code, 2);
     insta::assert_snapshot!("ill_typed_param", r.stderr);
-    let p = Project::new("stages:\n  clicks:\n    kind: synth\n    params: {users: 10, clicsk: 5}\n");
+    let p =
+        Project::new("stages:\n  clicks:\n    kind: synth\n    params: {users: 10, clicsk: 5}\n");
     let r = p.dagrun(&["status"]);
     assert_eq!(r.code, 2);
     insta::assert_snapshot!("unknown_param", r.stderr);
@@ -120,5 +179,10 @@ fn bad_click_log_is_exit_2_with_file_line_column() {
     p.write("log.csv", "user_id,item_id,timestamp\n1,2,3\n1,3,soon\n");
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("log.csv:3:5: timestamp `soon` is not a number"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("log.csv:3:5: timestamp `soon` is not a number"),
+        "{}",
+        r.stdout
+    );
 }

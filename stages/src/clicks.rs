@@ -56,7 +56,8 @@ pub struct UserTable {
 
 impl UserTable {
     pub fn write(self, path: &Path) -> Result<u64, StageError> {
-        let mut columns: Vec<(&str, ArrayRef)> = vec![(USER, Arc::new(StringArray::from(self.ids)))];
+        let mut columns: Vec<(&str, ArrayRef)> =
+            vec![(USER, Arc::new(StringArray::from(self.ids)))];
         for (name, values) in &self.features {
             columns.push((name.as_str(), Arc::new(StringArray::from(values.clone()))));
         }

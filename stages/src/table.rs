@@ -21,7 +21,9 @@ const ROW_GROUP: usize = 256 * 1024;
 fn properties() -> WriterProperties {
     WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 exists")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("zstd level 1 exists"),
+        ))
         .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_created_by("dagrun".to_string())
@@ -85,7 +87,11 @@ pub fn read(path: &Path) -> Result<RecordBatch, StageError> {
 }
 
 /// A column of `batch` by name, downcast to the array type `A`.
-pub fn column<'b, A: Array + 'static>(batch: &'b RecordBatch, name: &str, path: &Path) -> Result<&'b A, StageError> {
+pub fn column<'b, A: Array + 'static>(
+    batch: &'b RecordBatch,
+    name: &str,
+    path: &Path,
+) -> Result<&'b A, StageError> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<A>())

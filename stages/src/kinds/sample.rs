@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float32Array, Int8Array, Int32Array, Int64Array, ListArray, RecordBatch};
+use datafusion::arrow::array::{
+    ArrayRef, Float32Array, Int8Array, Int32Array, Int64Array, ListArray, RecordBatch,
+};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field};
 use serde::{Deserialize, Serialize};
@@ -48,12 +50,25 @@ pub struct SampleParams {
 
 impl Default for SampleParams {
     fn default() -> Self {
-        SampleParams { max_hist: 50, neg_ratio: 0, neg_method: NegMethod::Uniform, subsample_t: None, max_samples_per_user: None, seed: 0 }
+        SampleParams {
+            max_hist: 50,
+            neg_ratio: 0,
+            neg_method: NegMethod::Uniform,
+            subsample_t: None,
+            max_samples_per_user: None,
+            seed: 0,
+        }
     }
 }
 
-const TRAIN: OutputSpec = OutputSpec { name: "train", format: Format::Parquet };
-const TEST: OutputSpec = OutputSpec { name: "test", format: Format::Parquet };
+const TRAIN: OutputSpec = OutputSpec {
+    name: "train",
+    format: Format::Parquet,
+};
+const TEST: OutputSpec = OutputSpec {
+    name: "test",
+    format: Format::Parquet,
+};
 
 pub const SPEC: KindSpec = KindSpec {
     name: "sample",
@@ -101,11 +116,20 @@ impl Examples {
 
     fn take_batch(&mut self) -> Result<RecordBatch, StageError> {
         let e = std::mem::take(self);
-        let offsets = if e.offsets.is_empty() { vec![0] } else { e.offsets };
+        let offsets = if e.offsets.is_empty() {
+            vec![0]
+        } else {
+            e.offsets
+        };
         let hist_len: Int32Array = offsets.windows(2).map(|w| Some(w[1] - w[0])).collect();
         let field = Arc::new(Field::new("item", DataType::Int32, false));
-        let hist = ListArray::try_new(field, OffsetBuffer::new(offsets.into()), Arc::new(Int32Array::from(e.hist)), None)
-            .map_err(table::failed)?;
+        let hist = ListArray::try_new(
+            field,
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(Int32Array::from(e.hist)),
+            None,
+        )
+        .map_err(table::failed)?;
         table::batch(vec![
             (USER_IDX, Arc::new(Int32Array::from(e.user)) as ArrayRef),
             (ITEM_IDX, Arc::new(Int32Array::from(e.item))),
@@ -141,8 +165,14 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     for (u, i) in te_user.iter().zip(&te_item) {
         test_of.insert(*u, *i);
     }
-    let mut train_w = TableWriter::create(&ctx.output(&TRAIN), Examples::default().take_batch()?.schema())?;
-    let mut test_w = TableWriter::create(&ctx.output(&TEST), Examples::default().take_batch()?.schema())?;
+    let mut train_w = TableWriter::create(
+        &ctx.output(&TRAIN),
+        Examples::default().take_batch()?.schema(),
+    )?;
+    let mut test_w = TableWriter::create(
+        &ctx.output(&TEST),
+        Examples::default().take_batch()?.schema(),
+    )?;
     let (mut train_ex, mut test_ex) = (Examples::default(), Examples::default());
     let mut seq: Vec<i32> = Vec::new();
     let mut ages: Vec<f32> = Vec::new();
@@ -156,7 +186,11 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         seq.clear();
         seq.extend_from_slice(&tr_item[start..end]);
         ages.clear();
-        ages.extend(tr_ts[start..end].iter().map(|&ts| ((t_max - ts) as f64 / 3600.0) as f32));
+        ages.extend(
+            tr_ts[start..end]
+                .iter()
+                .map(|&ts| ((t_max - ts) as f64 / 3600.0) as f32),
+        );
         let test_item = test_of.get(&user).copied();
         if let Some(t) = test_item {
             seq.push(t);
@@ -216,9 +250,15 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 
 fn read_clicks(path: &Path) -> Result<(Vec<i32>, Vec<i32>, Vec<i64>), StageError> {
     let b = table::read(path)?;
-    let user = table::column::<Int32Array>(&b, USER_IDX, path)?.values().to_vec();
-    let item = table::column::<Int32Array>(&b, ITEM_IDX, path)?.values().to_vec();
-    let ts = table::column::<Int64Array>(&b, crate::clicks::TIMESTAMP, path)?.values().to_vec();
+    let user = table::column::<Int32Array>(&b, USER_IDX, path)?
+        .values()
+        .to_vec();
+    let item = table::column::<Int32Array>(&b, ITEM_IDX, path)?
+        .values()
+        .to_vec();
+    let ts = table::column::<Int64Array>(&b, crate::clicks::TIMESTAMP, path)?
+        .values()
+        .to_vec();
     Ok((user, item, ts))
 }
 
@@ -242,12 +282,24 @@ fn negative_table(counts: &[f64], method: NegMethod) -> Option<Alias> {
         NegMethod::Popularity => 1.0,
         NegMethod::Unigram075 => 0.75,
     };
-    let weights: Vec<f64> = counts.iter().enumerate().map(|(i, &c)| if i == 0 { 0.0 } else { c.powf(power) }).collect();
-    weights.iter().any(|&w| w > 0.0).then(|| Alias::new(&weights))
+    let weights: Vec<f64> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| if i == 0 { 0.0 } else { c.powf(power) })
+        .collect();
+    weights
+        .iter()
+        .any(|&w| w > 0.0)
+        .then(|| Alias::new(&weights))
 }
 
 /// An item the user never clicked (`clicked` sorted), or None when none is found.
-fn draw_negative(table: &Option<Alias>, n_items: usize, clicked: &[i32], rng: &mut Rng) -> Option<i32> {
+fn draw_negative(
+    table: &Option<Alias>,
+    n_items: usize,
+    clicked: &[i32],
+    rng: &mut Rng,
+) -> Option<i32> {
     if n_items == 0 {
         return None;
     }
@@ -287,9 +339,19 @@ mod tests {
             table::write(
                 &d.path().join(format!("{name}.parquet")),
                 vec![
-                    (USER_IDX, Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef),
-                    (ITEM_IDX, Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1)))),
-                    ("timestamp", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+                    (
+                        USER_IDX,
+                        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0)))
+                            as ArrayRef,
+                    ),
+                    (
+                        ITEM_IDX,
+                        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
+                    ),
+                    (
+                        "timestamp",
+                        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                    ),
                 ],
             )
             .unwrap();
@@ -301,18 +363,45 @@ mod tests {
         let out = d.path().join("out");
         std::fs::create_dir(&out).unwrap();
         let params = SPEC.params.clone()(params).unwrap();
-        run(&StageCtx { inputs: &inputs, params: &params, out_dir: &out, progress: &NoProgress }).unwrap();
-        (table::read(&out.join("train.parquet")).unwrap(), table::read(&out.join("test.parquet")).unwrap())
+        run(&StageCtx {
+            inputs: &inputs,
+            params: &params,
+            out_dir: &out,
+            progress: &NoProgress,
+        })
+        .unwrap();
+        (
+            table::read(&out.join("train.parquet")).unwrap(),
+            table::read(&out.join("test.parquet")).unwrap(),
+        )
     }
 
     fn col_i32(b: &RecordBatch, name: &str) -> Vec<i32> {
-        b.column_by_name(name).unwrap().as_any().downcast_ref::<Int32Array>().unwrap().values().to_vec()
+        b.column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap()
+            .values()
+            .to_vec()
     }
 
     fn hists(b: &RecordBatch) -> Vec<Vec<i32>> {
-        let l = b.column_by_name(HIST).unwrap().as_any().downcast_ref::<ListArray>().unwrap();
+        let l = b
+            .column_by_name(HIST)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .unwrap();
         (0..l.len())
-            .map(|i| l.value(i).as_any().downcast_ref::<Int32Array>().unwrap().values().to_vec())
+            .map(|i| {
+                l.value(i)
+                    .as_any()
+                    .downcast_ref::<Int32Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
             .collect()
     }
 
@@ -338,7 +427,14 @@ mod tests {
         let (train, test) = examples(&rows, serde_json::json!({"neg_ratio": 2}));
         for b in [&train, &test] {
             let items = col_i32(b, ITEM_IDX);
-            let labels = b.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
+            let labels = b
+                .column_by_name(LABEL)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int8Array>()
+                .unwrap()
+                .values()
+                .to_vec();
             for ((item, hist), label) in items.iter().zip(hists(b)).zip(labels) {
                 if label == 1 {
                     // Items of one user increase with time: everything in the history is earlier.
@@ -352,7 +448,15 @@ mod tests {
     fn example_age_counts_hours_back_from_the_last_training_click() {
         let rows = [(1, 10, 0), (1, 11, 3600), (1, 12, 7200), (1, 13, 99999)];
         let (train, test) = examples(&rows, serde_json::json!({}));
-        let age = |b: &RecordBatch| b.column_by_name(EXAMPLE_AGE).unwrap().as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec();
+        let age = |b: &RecordBatch| {
+            b.column_by_name(EXAMPLE_AGE)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        };
         assert_eq!(age(&train), [1.0, 0.0]);
         assert_eq!(age(&test), [0.0]);
     }
@@ -370,12 +474,25 @@ mod tests {
         assert_eq!(col_i32(&a, ITEM_IDX), col_i32(&b, ITEM_IDX));
         assert_ne!(col_i32(&a, ITEM_IDX), col_i32(&c, ITEM_IDX));
         let users = col_i32(&a, USER_IDX);
-        let labels = a.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
-        assert_eq!(labels.iter().filter(|&&l| l == 0).count(), 3 * labels.iter().filter(|&&l| l == 1).count());
+        let labels = a
+            .column_by_name(LABEL)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int8Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        assert_eq!(
+            labels.iter().filter(|&&l| l == 0).count(),
+            3 * labels.iter().filter(|&&l| l == 1).count()
+        );
         for ((u, item), l) in users.iter().zip(col_i32(&a, ITEM_IDX)).zip(labels) {
             if l == 0 {
                 let own = if *u == 1 { 1..=10 } else { 11..=20 };
-                assert!(!own.contains(&item), "user {u} got own item {item} as negative");
+                assert!(
+                    !own.contains(&item),
+                    "user {u} got own item {item} as negative"
+                );
             }
         }
     }
@@ -392,11 +509,26 @@ mod tests {
         rows.push((31, 50, 0));
         rows.push((31, 51, 1));
         rows.push((31, 52, 2));
-        let (train, _) = examples(&rows, serde_json::json!({"neg_ratio": 200, "neg_method": "popularity", "max_samples_per_user": 1}));
+        let (train, _) = examples(
+            &rows,
+            serde_json::json!({"neg_ratio": 200, "neg_method": "popularity", "max_samples_per_user": 1}),
+        );
         let items = col_i32(&train, ITEM_IDX);
-        let labels = train.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
+        let labels = train
+            .column_by_name(LABEL)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int8Array>()
+            .unwrap()
+            .values()
+            .to_vec();
         let users = col_i32(&train, USER_IDX);
-        let hot = items.iter().zip(&labels).zip(&users).filter(|((i, l), u)| **l == 0 && **i == 1 && **u == 31).count();
+        let hot = items
+            .iter()
+            .zip(&labels)
+            .zip(&users)
+            .filter(|((i, l), u)| **l == 0 && **i == 1 && **u == 31)
+            .count();
         // For user 31, item 1 holds 30 of the 61 training clicks: about half its negatives.
         assert!(hot > 70, "item 1 drawn {hot} times of 200");
     }
@@ -412,9 +544,18 @@ mod tests {
         let full = examples(&rows, serde_json::json!({})).0;
         let sub = examples(&rows, serde_json::json!({"subsample_t": 0.001})).0;
         let hot = |b: &RecordBatch| col_i32(b, ITEM_IDX).iter().filter(|&&i| i == 1).count();
-        assert!(hot(&sub) < hot(&full) / 2, "{} vs {}", hot(&sub), hot(&full));
+        assert!(
+            hot(&sub) < hot(&full) / 2,
+            "{} vs {}",
+            hot(&sub),
+            hot(&full)
+        );
         let capped = examples(&rows, serde_json::json!({"max_samples_per_user": 3})).0;
         assert_eq!(capped.num_rows(), 50 * 3);
-        assert_eq!(col_i32(&capped, HIST_LEN)[..3], [6, 7, 8], "the three most recent windows");
+        assert_eq!(
+            col_i32(&capped, HIST_LEN)[..3],
+            [6, 7, 8],
+            "the three most recent windows"
+        );
     }
 }

@@ -24,8 +24,14 @@ impl Default for SplitParams {
     }
 }
 
-const TRAIN: OutputSpec = OutputSpec { name: "train", format: Format::Parquet };
-const TEST: OutputSpec = OutputSpec { name: "test", format: Format::Parquet };
+const TRAIN: OutputSpec = OutputSpec {
+    name: "train",
+    format: Format::Parquet,
+};
+const TEST: OutputSpec = OutputSpec {
+    name: "test",
+    format: Format::Parquet,
+};
 
 pub const SPEC: KindSpec = KindSpec {
     name: "split_last_click",
@@ -56,11 +62,20 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         w.write(&rows)?;
         report.rows.insert(spec.name.into(), w.finish()?);
     }
-    let dropped = (0..batch.num_rows()).filter(|&i| rn.value(i) == 1 && n.value(i) < p.min_clicks as i64).count();
-    report.metrics.insert("dropped_users".into(), dropped as f64);
-    report.metrics.insert("test_users".into(), report.rows["test"] as f64);
+    let dropped = (0..batch.num_rows())
+        .filter(|&i| rn.value(i) == 1 && n.value(i) < p.min_clicks as i64)
+        .count();
+    report
+        .metrics
+        .insert("dropped_users".into(), dropped as f64);
+    report
+        .metrics
+        .insert("test_users".into(), report.rows["test"] as f64);
     if dropped > 0 {
-        report.notes.push(format!("{dropped} user(s) with fewer than {} clicks dropped", p.min_clicks));
+        report.notes.push(format!(
+            "{dropped} user(s) with fewer than {} clicks dropped",
+            p.min_clicks
+        ));
     }
     Ok(report)
 }
@@ -97,8 +112,8 @@ fn rank(clicks: &std::path::Path) -> Result<RecordBatch, StageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clicks::ClickLog;
     use crate::NoProgress;
+    use crate::clicks::ClickLog;
     use datafusion::arrow::array::{Array, StringArray};
     use std::collections::BTreeMap;
 
@@ -108,9 +123,18 @@ mod tests {
         log.write(&clicks).unwrap();
         let inputs = BTreeMap::from([("clicks".to_string(), clicks)]);
         let params = serde_json::json!({"min_clicks": min_clicks});
-        let ctx = StageCtx { inputs: &inputs, params: &params, out_dir: d.path(), progress: &NoProgress };
+        let ctx = StageCtx {
+            inputs: &inputs,
+            params: &params,
+            out_dir: d.path(),
+            progress: &NoProgress,
+        };
         let report = run(&ctx).unwrap();
-        (table::read(&d.path().join("train.parquet")).unwrap(), table::read(&d.path().join("test.parquet")).unwrap(), report)
+        (
+            table::read(&d.path().join("train.parquet")).unwrap(),
+            table::read(&d.path().join("test.parquet")).unwrap(),
+            report,
+        )
     }
 
     fn items(b: &RecordBatch) -> Vec<String> {
@@ -128,7 +152,11 @@ mod tests {
         log.push("b".into(), "v".into(), 6);
         let (train, test, _) = split(log, 2);
         assert_eq!(items(&test), ["x", "v"]);
-        assert_eq!(items(&train), ["y", "z", "w"], "train in time order per user");
+        assert_eq!(
+            items(&train),
+            ["y", "z", "w"],
+            "train in time order per user"
+        );
     }
 
     #[test]
