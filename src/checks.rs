@@ -37,40 +37,29 @@ impl fmt::Display for Check {
 
 /// Parses `lhs OP rhs`; the error says what is expected.
 pub fn parse(text: &str) -> Result<Check, String> {
-    let ops = [
-        (">=", Op::Ge),
-        ("<=", Op::Le),
-        ("==", Op::Eq),
-        (">", Op::Gt),
-        ("<", Op::Lt),
-    ];
+    let ops = [(">=", Op::Ge), ("<=", Op::Le), ("==", Op::Eq), (">", Op::Gt), ("<", Op::Lt)];
     let (at, sym, op) = ops
         .iter()
         .filter_map(|(s, op)| text.find(s).map(|i| (i, *s, *op)))
         .min_by_key(|(i, s, _)| (*i, usize::MAX - s.len()))
-        .ok_or_else(|| format!("check `{text}`: expected `<stage>.<metric> >= <number or stage.metric>` (operators >=, >, <=, <, ==)"))?;
+        .ok_or_else(|| {
+            format!(
+                "check `{text}`: expected `<stage>.<metric> >= <number or stage.metric>` (operators >=, >, <=, <, ==)"
+            )
+        })?;
     let operand = |s: &str| -> Result<Operand, String> {
         let s = s.trim();
         if let Ok(x) = s.parse::<f64>() {
             return Ok(Operand::Number(x));
         }
         match s.split_once('.') {
-            Some((stage, metric))
-                if !stage.is_empty() && !metric.is_empty() && !s.contains(' ') =>
-            {
+            Some((stage, metric)) if !stage.is_empty() && !metric.is_empty() && !s.contains(' ') => {
                 Ok(Operand::Metric(s.to_string()))
             }
-            _ => Err(format!(
-                "check `{text}`: `{s}` is neither a number nor `<stage>.<metric>`"
-            )),
+            _ => Err(format!("check `{text}`: `{s}` is neither a number nor `<stage>.<metric>`")),
         }
     };
-    Ok(Check {
-        text: text.to_string(),
-        lhs: operand(&text[..at])?,
-        op,
-        rhs: operand(&text[at + sym.len()..])?,
-    })
+    Ok(Check { text: text.to_string(), lhs: operand(&text[..at])?, op, rhs: operand(&text[at + sym.len()..])? })
 }
 
 impl Check {
@@ -78,10 +67,7 @@ impl Check {
     pub fn holds(&self, metrics: &BTreeMap<String, f64>) -> Result<(), String> {
         let value = |o: &Operand| match o {
             Operand::Number(x) => Ok(*x),
-            Operand::Metric(m) => metrics
-                .get(m)
-                .copied()
-                .ok_or_else(|| format!("{}: no metric `{m}`", self.text)),
+            Operand::Metric(m) => metrics.get(m).copied().ok_or_else(|| format!("{}: no metric `{m}`", self.text)),
         };
         let (a, b) = (value(&self.lhs)?, value(&self.rhs)?);
         let ok = match self.op {
@@ -91,20 +77,13 @@ impl Check {
             Op::Lt => a < b,
             Op::Eq => a == b,
         };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("{} ({a:.4} vs {b:.4})", self.text))
-        }
+        if ok { Ok(()) } else { Err(format!("{} ({a:.4} vs {b:.4})", self.text)) }
     }
 }
 
 /// Every check that fails, in order.
 pub fn failures(checks: &[Check], metrics: &BTreeMap<String, f64>) -> Vec<String> {
-    checks
-        .iter()
-        .filter_map(|c| c.holds(metrics).err())
-        .collect()
+    checks.iter().filter_map(|c| c.holds(metrics).err()).collect()
 }
 
 #[cfg(test)]
@@ -118,10 +97,7 @@ mod tests {
         assert_eq!(c.op, Op::Ge);
         assert_eq!(c.rhs, Operand::Number(0.33));
         let c = parse("evaluate.hr@50>baseline.hr@50").unwrap();
-        assert_eq!(
-            (c.op, c.rhs),
-            (Op::Gt, Operand::Metric("baseline.hr@50".into()))
-        );
+        assert_eq!((c.op, c.rhs), (Op::Gt, Operand::Metric("baseline.hr@50".into())));
         assert!(parse("hr is good").is_err());
         assert!(parse("evaluate.hr@50 >= lots").is_err());
     }
@@ -130,19 +106,7 @@ mod tests {
     fn evaluates_against_metrics() {
         let m = BTreeMap::from([("a.x".to_string(), 0.5), ("b.x".to_string(), 0.25)]);
         assert!(parse("a.x >= b.x").unwrap().holds(&m).is_ok());
-        assert!(
-            parse("a.x < 0.5")
-                .unwrap()
-                .holds(&m)
-                .unwrap_err()
-                .contains("0.5000 vs 0.5000")
-        );
-        assert!(
-            parse("c.y > 0")
-                .unwrap()
-                .holds(&m)
-                .unwrap_err()
-                .contains("no metric `c.y`")
-        );
+        assert!(parse("a.x < 0.5").unwrap().holds(&m).unwrap_err().contains("0.5000 vs 0.5000"));
+        assert!(parse("c.y > 0").unwrap().holds(&m).unwrap_err().contains("no metric `c.y`"));
     }
 }

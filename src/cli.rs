@@ -11,11 +11,7 @@ use dagrun::store::Store;
 use dagrun::{Error, status};
 
 #[derive(Parser)]
-#[command(
-    name = "dagrun",
-    version,
-    about = "Runs a YAML-declared DAG of stages over content-hashed artifacts"
-)]
+#[command(name = "dagrun", version, about = "Runs a YAML-declared DAG of stages over content-hashed artifacts")]
 struct Cli {
     /// The artifact store [default: artifacts/ beside the pipeline file]
     #[arg(long, global = true, env = "DAGRUN_STORE")]
@@ -152,12 +148,7 @@ pub fn main() -> i32 {
 }
 
 fn store_for(cli: &Cli, pipeline_file: &Path) -> Store {
-    let root = cli.store.clone().unwrap_or_else(|| {
-        pipeline_file
-            .parent()
-            .unwrap_or(Path::new(""))
-            .join("artifacts")
-    });
+    let root = cli.store.clone().unwrap_or_else(|| pipeline_file.parent().unwrap_or(Path::new("")).join("artifacts"));
     Store::new(root)
 }
 
@@ -167,32 +158,17 @@ fn load(args: &PipelineArgs) -> Result<Pipeline, Error> {
 
 /// `allow_missing_paths` for commands that look at the graph and the store but never read inputs.
 fn load_with(args: &PipelineArgs, allow_missing_paths: bool) -> Result<Pipeline, Error> {
-    let overrides = Overrides {
-        params: args.params.clone(),
-        inputs: args.inputs.clone(),
-        allow_missing_paths,
-    };
+    let overrides = Overrides { params: args.params.clone(), inputs: args.inputs.clone(), allow_missing_paths };
     Ok(pipeline::load(&args.pipeline, &overrides)?)
 }
 
 fn dispatch(cli: &Cli) -> Result<(), Error> {
     let mut stdout = std::io::stdout().lock();
     match &cli.command {
-        Command::Run {
-            pipeline,
-            targets,
-            jobs,
-            force,
-            dry_run,
-            wait,
-        } => {
+        Command::Run { pipeline, targets, jobs, force, dry_run, wait } => {
             let p = load(pipeline)?;
             let store = store_for(cli, &pipeline.pipeline);
-            let jobs = jobs.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             let opts = RunOptions {
                 jobs,
                 force: force.clone(),
@@ -214,13 +190,8 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             } else {
                 let width = p.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
                 for s in &statuses {
-                    let _ = writeln!(
-                        stdout,
-                        "{:<width$}  {:<5}  {}",
-                        s.stage,
-                        s.state.to_string(),
-                        s.reasons.join("; ")
-                    );
+                    let _ =
+                        writeln!(stdout, "{:<width$}  {:<5}  {}", s.stage, s.state.to_string(), s.reasons.join("; "));
                 }
             }
         }
@@ -233,47 +204,23 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             };
             let _ = write!(stdout, "{}", dagrun::dag::render(&p, format));
         }
-        Command::Show {
-            target,
-            pipeline,
-            rows,
-        } => {
+        Command::Show { target, pipeline, rows } => {
             let store = store_for(cli, pipeline);
             let _ = write!(stdout, "{}", dagrun::show::show(&store, target, *rows)?);
         }
-        Command::Gc {
-            pipeline,
-            keep_runs,
-            dry_run,
-        } => {
+        Command::Gc { pipeline, keep_runs, dry_run } => {
             let store = store_for(cli, pipeline);
             let r = dagrun::gc::gc(&store, *keep_runs, *dry_run)?;
             let verb = if *dry_run { "would remove" } else { "removed" };
-            let _ = writeln!(
-                stdout,
-                "{verb} {} record(s) and {} object(s), {} bytes",
-                r.records, r.objects, r.bytes
-            );
+            let _ = writeln!(stdout, "{verb} {} record(s) and {} object(s), {} bytes", r.records, r.objects, r.bytes);
         }
-        Command::Metrics {
-            pipeline,
-            json,
-            diff,
-            check,
-        } => {
+        Command::Metrics { pipeline, json, diff, check } => {
             let p = load_with(pipeline, true)?;
             let store = store_for(cli, &pipeline.pipeline);
             let now = dagrun::metrics::current(&p, &store);
-            let before = diff
-                .as_deref()
-                .map(|r| dagrun::metrics::reference(&store, r))
-                .transpose()?;
+            let before = diff.as_deref().map(|r| dagrun::metrics::reference(&store, r)).transpose()?;
             if *json {
-                let _ = writeln!(
-                    stdout,
-                    "{}",
-                    serde_json::to_string_pretty(&now).unwrap_or_default()
-                );
+                let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&now).unwrap_or_default());
             } else {
                 let _ = write!(stdout, "{}", dagrun::metrics::table(&now, before.as_ref()));
             }
@@ -284,11 +231,7 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
                 }
             }
         }
-        Command::Sql {
-            query,
-            pipeline,
-            format,
-        } => {
+        Command::Sql { query, pipeline, format } => {
             let store = store_for(cli, pipeline);
             let format = match format {
                 SqlOut::Table => dagrun::sql::SqlFormat::Table,
@@ -307,11 +250,7 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
                     c.object, c.actual, c.records_dropped
                 );
             }
-            let _ = writeln!(
-                stdout,
-                "checked {checked} object(s), {} corrupt",
-                corrupt.len()
-            );
+            let _ = writeln!(stdout, "checked {checked} object(s), {} corrupt", corrupt.len());
             if !corrupt.is_empty() {
                 return Err(Error::Corrupt(corrupt.len()));
             }

@@ -36,10 +36,7 @@ pub fn run(
 ) -> Result<Report, StageError> {
     let command = stage.command.as_deref().unwrap_or_default();
     let params_file = out_dir.join(".params.json");
-    std::fs::write(
-        &params_file,
-        serde_json::to_vec_pretty(&stage.params).unwrap_or_default(),
-    )?;
+    std::fs::write(&params_file, serde_json::to_vec_pretty(&stage.params).unwrap_or_default())?;
     let metrics_file = out_dir.join(".metrics.json");
 
     let mut cmd = Command::new("sh");
@@ -52,10 +49,7 @@ pub fn run(
         cmd.env(format!("DAGRUN_INPUT_{}", env_name(name)), path);
     }
     for o in &stage.outputs {
-        cmd.env(
-            format!("DAGRUN_OUTPUT_{}", env_name(&o.name)),
-            out_dir.join(format!("{}.{}", o.name, o.ext)),
-        );
+        cmd.env(format!("DAGRUN_OUTPUT_{}", env_name(&o.name)), out_dir.join(format!("{}.{}", o.name, o.ext)));
     }
     if let Some(params) = stage.params.as_object() {
         for (k, v) in params {
@@ -78,23 +72,14 @@ pub fn run(
             Some(code) => format!("exited with status {code}"),
             None => "was killed by a signal".to_string(),
         };
-        let detail = if tail.is_empty() {
-            String::new()
-        } else {
-            format!(":\n    {}", tail.join("\n    "))
-        };
-        return Err(StageError::Failed(format!(
-            "command `{command}` {how}{detail}"
-        )));
+        let detail = if tail.is_empty() { String::new() } else { format!(":\n    {}", tail.join("\n    ")) };
+        return Err(StageError::Failed(format!("command `{command}` {how}{detail}")));
     }
     let mut report = Report::default();
     if metrics_file.is_file() {
         let text = std::fs::read(&metrics_file)?;
-        let metrics: BTreeMap<String, f64> = serde_json::from_slice(&text).map_err(|e| {
-            StageError::Failed(format!(
-                "$DAGRUN_METRICS must hold a JSON object of numbers: {e}"
-            ))
-        })?;
+        let metrics: BTreeMap<String, f64> = serde_json::from_slice(&text)
+            .map_err(|e| StageError::Failed(format!("$DAGRUN_METRICS must hold a JSON object of numbers: {e}")))?;
         report.metrics = metrics;
     }
     Ok(report)

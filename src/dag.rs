@@ -26,23 +26,12 @@ pub fn render(p: &Pipeline, format: DagFormat) -> String {
         DagFormat::Mermaid => {
             out.push_str("flowchart TD\n");
             for s in &p.stages {
-                let _ = writeln!(
-                    out,
-                    "    {}[\"{} ({})\"]",
-                    node_id(&s.name),
-                    s.name,
-                    s.kind.name()
-                );
+                let _ = writeln!(out, "    {}[\"{} ({})\"]", node_id(&s.name), s.name, s.kind.name());
             }
             for s in &p.stages {
                 for (input, source) in &s.inputs {
                     if let Source::Stage { stage, output } = source {
-                        let _ = writeln!(
-                            out,
-                            "    {} -->|{output} as {input}| {}",
-                            node_id(stage),
-                            node_id(&s.name)
-                        );
+                        let _ = writeln!(out, "    {} -->|{output} as {input}| {}", node_id(stage), node_id(&s.name));
                     }
                 }
             }
@@ -50,22 +39,12 @@ pub fn render(p: &Pipeline, format: DagFormat) -> String {
         DagFormat::Dot => {
             out.push_str("digraph pipeline {\n    rankdir=TB;\n");
             for s in &p.stages {
-                let _ = writeln!(
-                    out,
-                    "    \"{}\" [label=\"{}\\n({})\"];",
-                    s.name,
-                    s.name,
-                    s.kind.name()
-                );
+                let _ = writeln!(out, "    \"{}\" [label=\"{}\\n({})\"];", s.name, s.name, s.kind.name());
             }
             for s in &p.stages {
                 for (input, source) in &s.inputs {
                     if let Source::Stage { stage, output } = source {
-                        let _ = writeln!(
-                            out,
-                            "    \"{stage}\" -> \"{}\" [label=\"{output} as {input}\"];",
-                            s.name
-                        );
+                        let _ = writeln!(out, "    \"{stage}\" -> \"{}\" [label=\"{output} as {input}\"];", s.name);
                     }
                 }
             }

@@ -34,9 +34,7 @@ impl Fingerprint {
 
     /// The cache key: blake3 of the canonical encoding, hex.
     pub fn key(&self) -> String {
-        blake3::hash(self.canonical().as_bytes())
-            .to_hex()
-            .to_string()
+        blake3::hash(self.canonical().as_bytes()).to_hex().to_string()
     }
 }
 
@@ -80,10 +78,7 @@ mod tests {
             kind: "sample".into(),
             code: "c0de".into(),
             params,
-            inputs: inputs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            inputs: inputs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             outputs: vec!["train.parquet".into(), "test.parquet".into()],
             store_format: STORE_FORMAT,
         }
@@ -91,18 +86,12 @@ mod tests {
 
     #[test]
     fn canonical_encoding_is_pinned() {
-        let f = fp(
-            json!({"neg_ratio": 5, "method": "uniform"}),
-            &[("clicks", "aa"), ("vocab", "bb")],
-        );
+        let f = fp(json!({"neg_ratio": 5, "method": "uniform"}), &[("clicks", "aa"), ("vocab", "bb")]);
         assert_eq!(
             f.canonical(),
             r#"{"code":"c0de","inputs":{"clicks":"aa","vocab":"bb"},"kind":"sample","outputs":["train.parquet","test.parquet"],"params":{"method":"uniform","neg_ratio":5},"store_format":1}"#
         );
-        assert_eq!(
-            f.key(),
-            "67182494a9c203e2d63e59f4414e59af904f752b310b1345e452a31f64a4818e"
-        );
+        assert_eq!(f.key(), "67182494a9c203e2d63e59f4414e59af904f752b310b1345e452a31f64a4818e");
     }
 
     #[test]
@@ -136,19 +125,13 @@ mod tests {
 
     #[test]
     fn list_order_matters() {
-        assert_ne!(
-            fp(json!({"h": [64, 32]}), &[]).key(),
-            fp(json!({"h": [32, 64]}), &[]).key()
-        );
+        assert_ne!(fp(json!({"h": [64, 32]}), &[]).key(), fp(json!({"h": [32, 64]}), &[]).key());
     }
 
     #[test]
     fn integer_and_float_params_differ() {
         // Params are typed by the kind's struct before they get here, so `5` vs `5.0`
         // only differ for free-form `cmd` params, where the command may see the difference.
-        assert_ne!(
-            fp(json!({"t": 5}), &[]).key(),
-            fp(json!({"t": 5.0}), &[]).key()
-        );
+        assert_ne!(fp(json!({"t": 5}), &[]).key(), fp(json!({"t": 5.0}), &[]).key());
     }
 }

@@ -18,18 +18,10 @@ pub struct GcReport {
 /// Keeps the records of the last `keep_runs` runs and the newest record of every
 /// stage in `latest/`, and every object they name; removes the rest.
 pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> Result<GcReport, Error> {
-    let _lock = if dry_run {
-        None
-    } else {
-        Some(crate::lock::acquire(&store.root, "gc", false)?)
-    };
+    let _lock = if dry_run { None } else { Some(crate::lock::acquire(&store.root, "gc", false)?) };
     let runs = store.list_runs();
-    let mut keep_keys: BTreeSet<String> = runs
-        .iter()
-        .rev()
-        .take(keep_runs)
-        .flat_map(|r| r.stages.iter().filter_map(|e| e.key.clone()))
-        .collect();
+    let mut keep_keys: BTreeSet<String> =
+        runs.iter().rev().take(keep_runs).flat_map(|r| r.stages.iter().filter_map(|e| e.key.clone())).collect();
     if let Ok(dir) = fs::read_dir(store.latest()) {
         for entry in dir.flatten() {
             let stage = entry.file_name().to_string_lossy().into_owned();

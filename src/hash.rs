@@ -45,15 +45,8 @@ pub struct InputIndex {
 impl InputIndex {
     /// Loads the index kept at `file`; a missing or unreadable index is an empty one.
     pub fn load(file: PathBuf) -> InputIndex {
-        let entries = fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        InputIndex {
-            file: Some(file),
-            entries,
-            changed: false,
-        }
+        let entries = fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        InputIndex { file: Some(file), entries, changed: false }
     }
 
     /// Writes the index back if it learned anything (atomically: temp file, then rename).
@@ -98,12 +91,7 @@ impl InputIndex {
             return Ok(stamp.hash.clone());
         }
         let hash = hash_file(path)?;
-        let stamp = Stamp {
-            size: meta.len(),
-            mtime_ns: mtime_ns(meta),
-            inode: meta.ino(),
-            hash: hash.clone(),
-        };
+        let stamp = Stamp { size: meta.len(), mtime_ns: mtime_ns(meta), inode: meta.ino(), hash: hash.clone() };
         self.entries.insert(key, stamp);
         self.changed = true;
         Ok(hash)
@@ -137,20 +125,12 @@ mod tests {
         fs::write(d.path().join("sub/b.txt"), "two").unwrap();
         let mut idx = InputIndex::default();
         let h1 = idx.hash_path(d.path()).unwrap();
-        assert_eq!(
-            h1,
-            InputIndex::default().hash_path(d.path()).unwrap(),
-            "same tree, same hash"
-        );
+        assert_eq!(h1, InputIndex::default().hash_path(d.path()).unwrap(), "same tree, same hash");
         fs::rename(d.path().join("sub/b.txt"), d.path().join("sub/c.txt")).unwrap();
         let h2 = InputIndex::default().hash_path(d.path()).unwrap();
         assert_ne!(h1, h2, "a rename changes the hash");
         fs::write(d.path().join("sub/c.txt"), "TWO").unwrap();
-        assert_ne!(
-            h2,
-            InputIndex::default().hash_path(d.path()).unwrap(),
-            "new bytes change the hash"
-        );
+        assert_ne!(h2, InputIndex::default().hash_path(d.path()).unwrap(), "new bytes change the hash");
     }
 
     #[test]

@@ -43,19 +43,14 @@ pub enum Error {
     #[error("{0} corrupt object(s) quarantined; the next run rebuilds them")]
     Corrupt(usize),
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Pipeline(_) | Error::Store(_) | Error::Usage(_) => 2,
-            Error::StagesFailed {
-                bad_input: true, ..
-            } => 2,
+            Error::StagesFailed { bad_input: true, .. } => 2,
             Error::StagesFailed { .. } | Error::Corrupt(_) | Error::Io { .. } => 1,
             Error::ChecksFailed(_) => 3,
         }
@@ -63,17 +58,11 @@ impl Error {
 
     /// For `map_err`: an i/o error at `path`.
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-        move |source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        }
+        move |source| Error::Io { path: path.display().to_string(), source }
     }
 }
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -28,31 +28,21 @@ pub fn acquire(store_root: &Path, what: &str, wait: bool) -> Result<StoreLock, c
         .map_err(crate::Error::io(&path))?;
     match file.try_lock() {
         Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) if wait => {
-            file.lock().map_err(crate::Error::io(&path))?
-        }
+        Err(fs::TryLockError::WouldBlock) if wait => file.lock().map_err(crate::Error::io(&path))?,
         Err(fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
             return Err(StoreError::Locked {
                 store: store_root.display().to_string(),
-                holder: if holder.is_empty() {
-                    "another dagrun process".into()
-                } else {
-                    holder.to_string()
-                },
+                holder: if holder.is_empty() { "another dagrun process".into() } else { holder.to_string() },
             }
             .into());
         }
         Err(fs::TryLockError::Error(e)) => return Err(crate::Error::io(&path)(e)),
     }
     // Who holds it, for the message a second `dagrun run` prints.
-    let info = format!(
-        "pid {} (`dagrun {what}`, since unix time {})",
-        std::process::id(),
-        crate::now_secs()
-    );
+    let info = format!("pid {} (`dagrun {what}`, since unix time {})", std::process::id(), crate::now_secs());
     let _ = file.set_len(0);
     let _ = file.seek(SeekFrom::Start(0));
     let _ = file.write_all(info.as_bytes());

@@ -7,9 +7,7 @@ fn main() {
     // is set, counts physical cores by reading /proc/cpuinfo each time (8% of a
     // training step here). Setting it once, before any other thread exists, is sound.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         // SAFETY: single-threaded at this point; nothing reads the environment concurrently.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
     }

@@ -17,18 +17,10 @@ use crate::kind::Kind;
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("cannot read {file}: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    Read { file: String, source: std::io::Error },
     /// A mistake at a place in the pipeline file.
     #[error("{file}:{line}:{column}: {message}")]
-    At {
-        file: String,
-        line: u64,
-        column: u64,
-        message: String,
-    },
+    At { file: String, line: u64, column: u64, message: String },
     /// A mistake in a `-P`/`-I` override or a target on the command line.
     #[error("{0}")]
     CommandLine(String),
@@ -200,18 +192,14 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Ordered
 
 /// Reads, checks and orders the pipeline at `file`, with `overrides` applied.
 pub fn load(file: &Path, overrides: &Overrides) -> Result<Pipeline, PipelineError> {
-    let text = std::fs::read_to_string(file).map_err(|source| PipelineError::Read {
-        file: file.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|source| PipelineError::Read { file: file.display().to_string(), source })?;
     parse(file, &text, overrides)
 }
 
 /// Checks pipeline `text` as if read from `file`.
 pub fn parse(file: &Path, text: &str, overrides: &Overrides) -> Result<Pipeline, PipelineError> {
-    let ctx = Ctx {
-        file: file.display().to_string(),
-    };
+    let ctx = Ctx { file: file.display().to_string() };
     let raw: RawPipeline = serde_saphyr::from_str(text).map_err(|e| {
         let loc = e.location().unwrap_or(Location::UNKNOWN);
         let msg = e.without_snippet().to_string();
@@ -221,16 +209,9 @@ pub fn parse(file: &Path, text: &str, overrides: &Overrides) -> Result<Pipeline,
     let stages_loc = raw.stages.referenced;
     let raw_stages = raw.stages.value.0;
     if raw_stages.is_empty() {
-        return Err(ctx.at(
-            stages_loc,
-            "`stages` is empty: declare at least one stage".into(),
-        ));
+        return Err(ctx.at(stages_loc, "`stages` is empty: declare at least one stage".into()));
     }
-    let names: HashMap<&str, usize> = raw_stages
-        .iter()
-        .enumerate()
-        .map(|(i, (n, _))| (n.value.as_str(), i))
-        .collect();
+    let names: HashMap<&str, usize> = raw_stages.iter().enumerate().map(|(i, (n, _))| (n.value.as_str(), i)).collect();
     let (param_overrides, input_overrides) = split_overrides(overrides, &names)?;
 
     // Pass 1: kinds, outputs and params of every stage.
@@ -249,13 +230,7 @@ pub fn parse(file: &Path, text: &str, overrides: &Overrides) -> Result<Pipeline,
             )
         })?;
         let outputs = stage_outputs(&ctx, &name.value, kind, rs)?;
-        let params = stage_params(
-            &ctx,
-            &name.value,
-            kind,
-            rs,
-            param_overrides.get(name.value.as_str()),
-        )?;
+        let params = stage_params(&ctx, &name.value, kind, rs, param_overrides.get(name.value.as_str()))?;
         stages.push(Stage {
             name: name.value.clone(),
             kind,
@@ -294,23 +269,13 @@ pub fn parse(file: &Path, text: &str, overrides: &Overrides) -> Result<Pipeline,
             if overridden {
                 continue;
             }
-            let source = resolve_source(
-                &dir,
-                &stages,
-                &names,
-                &name.value,
-                &ivalue.value,
-                overrides.allow_missing_paths,
-            )
-            .map_err(|m| ctx.at(ivalue.referenced, m))?;
+            let source =
+                resolve_source(&dir, &stages, &names, &name.value, &ivalue.value, overrides.allow_missing_paths)
+                    .map_err(|m| ctx.at(ivalue.referenced, m))?;
             inputs.insert(iname.value.clone(), source);
             locs.insert(iname.value.clone(), ivalue.referenced);
         }
-        for (iname, path) in input_overrides
-            .get(name.value.as_str())
-            .into_iter()
-            .flatten()
-        {
+        for (iname, path) in input_overrides.get(name.value.as_str()).into_iter().flatten() {
             if let Kind::Builtin(spec) = stages[i].kind
                 && !spec.inputs.contains(&iname.as_str())
             {
@@ -363,11 +328,7 @@ pub fn parse(file: &Path, text: &str, overrides: &Overrides) -> Result<Pipeline,
         .iter()
         .map(|c| crate::checks::parse(&c.value).map_err(|m| ctx.at(c.referenced, m)))
         .collect::<Result<_, _>>()?;
-    Ok(Pipeline {
-        file: file.to_path_buf(),
-        stages,
-        checks,
-    })
+    Ok(Pipeline { file: file.to_path_buf(), stages, checks })
 }
 
 struct Ctx {
@@ -376,12 +337,7 @@ struct Ctx {
 
 impl Ctx {
     fn at(&self, loc: Location, message: String) -> PipelineError {
-        PipelineError::At {
-            file: self.file.clone(),
-            line: loc.line(),
-            column: loc.column(),
-            message,
-        }
+        PipelineError::At { file: self.file.clone(), line: loc.line(), column: loc.column(), message }
     }
 }
 
@@ -390,9 +346,7 @@ fn yaml_message(msg: &str) -> String {
     let msg = msg.trim();
     if let Some(key) = msg.strip_prefix("duplicate mapping key: ") {
         let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
-        return format!(
-            "`{key}` appears twice in one mapping (stage names and keys must be unique)"
-        );
+        return format!("`{key}` appears twice in one mapping (stage names and keys must be unique)");
     }
     let msg = match msg.rfind(" at line ") {
         Some(i) => &msg[..i],
@@ -402,62 +356,37 @@ fn yaml_message(msg: &str) -> String {
 }
 
 fn check_stage_name(ctx: &Ctx, name: &Spanned<String>) -> Result<(), PipelineError> {
-    let ok = !name.value.is_empty()
-        && name
-            .value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let ok = !name.value.is_empty() && name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
-        Err(ctx.at(
-            name.referenced,
-            format!(
-                "stage name `{}`: use letters, digits, `_` and `-` only",
-                name.value
-            ),
-        ))
+        Err(ctx.at(name.referenced, format!("stage name `{}`: use letters, digits, `_` and `-` only", name.value)))
     }
 }
 
-fn stage_outputs(
-    ctx: &Ctx,
-    stage: &str,
-    kind: Kind,
-    rs: &RawStage,
-) -> Result<Vec<Output>, PipelineError> {
+fn stage_outputs(ctx: &Ctx, stage: &str, kind: Kind, rs: &RawStage) -> Result<Vec<Output>, PipelineError> {
     match kind {
         Kind::Builtin(spec) => {
             if let Some(o) = &rs.outputs {
                 return Err(ctx.at(
                     o.referenced,
-                    format!(
-                        "stage `{stage}`: kind `{}` declares its own outputs; remove `outputs`",
-                        spec.name
-                    ),
+                    format!("stage `{stage}`: kind `{}` declares its own outputs; remove `outputs`", spec.name),
                 ));
             }
             if let Some(r) = &rs.run {
-                return Err(ctx.at(
-                    r.referenced,
-                    format!("stage `{stage}`: `run` is only for kind `cmd`"),
-                ));
+                return Err(ctx.at(r.referenced, format!("stage `{stage}`: `run` is only for kind `cmd`")));
             }
             Ok(spec
                 .outputs
                 .iter()
-                .map(|o| Output {
-                    name: o.name.to_string(),
-                    ext: o.format.ext().to_string(),
-                })
+                .map(|o| Output { name: o.name.to_string(), ext: o.format.ext().to_string() })
                 .collect())
         }
         Kind::Cmd => {
             if rs.run.as_ref().is_none_or(|r| r.value.trim().is_empty()) {
-                return Err(ctx.at(
-                    rs.kind.referenced,
-                    format!("stage `{stage}`: kind `cmd` needs `run: <shell command>`"),
-                ));
+                return Err(
+                    ctx.at(rs.kind.referenced, format!("stage `{stage}`: kind `cmd` needs `run: <shell command>`"))
+                );
             }
             let Some(decl) = &rs.outputs else {
                 return Err(ctx.at(
@@ -470,29 +399,17 @@ fn stage_outputs(
                 let parsed = o.value.split_once('.').filter(|(n, e)| {
                     !n.is_empty()
                         && !e.is_empty()
-                        && n.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                         && e.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
                 });
                 let Some((name, ext)) = parsed else {
-                    return Err(ctx.at(
-                        o.referenced,
-                        format!(
-                            "stage `{stage}`: output `{}` must look like `name.ext`",
-                            o.value
-                        ),
-                    ));
+                    return Err(ctx
+                        .at(o.referenced, format!("stage `{stage}`: output `{}` must look like `name.ext`", o.value)));
                 };
                 if outputs.iter().any(|x| x.name == name) {
-                    return Err(ctx.at(
-                        o.referenced,
-                        format!("stage `{stage}`: output `{name}` is declared twice"),
-                    ));
+                    return Err(ctx.at(o.referenced, format!("stage `{stage}`: output `{name}` is declared twice")));
                 }
-                outputs.push(Output {
-                    name: name.into(),
-                    ext: ext.into(),
-                });
+                outputs.push(Output { name: name.into(), ext: ext.into() });
             }
             Ok(outputs)
         }
@@ -512,11 +429,7 @@ fn stage_params(
         map.insert(k.value.clone(), v.value.clone());
         locs.insert(k.value.clone(), k.referenced);
     }
-    let overridden: Vec<&str> = overrides
-        .into_iter()
-        .flatten()
-        .map(|(k, _)| k.as_str())
-        .collect();
+    let overridden: Vec<&str> = overrides.into_iter().flatten().map(|(k, _)| k.as_str()).collect();
     for (k, v) in overrides.into_iter().flatten() {
         map.insert(k.clone(), v.clone());
     }
@@ -530,13 +443,7 @@ fn stage_params(
             return PipelineError::CommandLine(format!("-P {stage}.{key}: {}", e.message));
         }
         let loc = locs.get(&key).copied().unwrap_or(rs.kind.referenced);
-        ctx.at(
-            loc,
-            format!(
-                "stage `{stage}`: param `{key}` of kind `{}`: {}",
-                spec.name, e.message
-            ),
-        )
+        ctx.at(loc, format!("stage `{stage}`: param `{key}` of kind `{}`: {}", spec.name, e.message))
     })
 }
 
@@ -552,21 +459,13 @@ fn resolve_source(
     if !looks_like_path && let Some((s, o)) = value.split_once('.') {
         if let Some(&j) = names.get(s) {
             if s == stage {
-                return Err(format!(
-                    "stage `{stage}` cannot read its own output `{value}`"
-                ));
+                return Err(format!("stage `{stage}` cannot read its own output `{value}`"));
             }
             if !stages[j].outputs.iter().any(|x| x.name == o) {
                 let known: Vec<_> = stages[j].outputs.iter().map(|x| x.name.as_str()).collect();
-                return Err(format!(
-                    "stage `{s}` has no output `{o}`; its outputs: {}",
-                    known.join(", ")
-                ));
+                return Err(format!("stage `{s}` has no output `{o}`; its outputs: {}", known.join(", ")));
             }
-            return Ok(Source::Stage {
-                stage: s.into(),
-                output: o.into(),
-            });
+            return Ok(Source::Stage { stage: s.into(), output: o.into() });
         }
         if !dir.join(value).exists() && !allow_missing {
             return Err(format!(
@@ -576,9 +475,7 @@ fn resolve_source(
     }
     let path = dir.join(value);
     if !path.exists() && !allow_missing {
-        return Err(format!(
-            "input path `{value}` does not exist (relative paths start at the pipeline's directory)"
-        ));
+        return Err(format!("input path `{value}` does not exist (relative paths start at the pipeline's directory)"));
     }
     Ok(Source::Path(path))
 }
@@ -605,20 +502,15 @@ fn split_overrides<'a>(
                 )));
             };
             let Some((&stage, _)) = names.get_key_value(stage) else {
-                return Err(PipelineError::CommandLine(format!(
-                    "{flag} {item}: no stage `{stage}` in the pipeline"
-                )));
+                return Err(PipelineError::CommandLine(format!("{flag} {item}: no stage `{stage}` in the pipeline")));
             };
             if flag == "-P" {
                 // Typed as YAML would type it: `5` is a number, `[64, 32]` a list.
-                let v: serde_json::Value = serde_saphyr::from_str(value)
-                    .unwrap_or(serde_json::Value::String(value.into()));
+                let v: serde_json::Value =
+                    serde_saphyr::from_str(value).unwrap_or(serde_json::Value::String(value.into()));
                 params.entry(stage).or_default().push((key.into(), v));
             } else {
-                inputs
-                    .entry(stage)
-                    .or_default()
-                    .push((key.into(), PathBuf::from(value)));
+                inputs.entry(stage).or_default().push((key.into(), PathBuf::from(value)));
             }
         }
     }
@@ -643,8 +535,7 @@ fn topological_order(
     }
     // Kahn's algorithm with the lowest file index first: deterministic and readable.
     let mut indegree: Vec<usize> = stages.iter().map(|s| s.upstream.len()).collect();
-    let mut ready: std::collections::BTreeSet<usize> =
-        (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(i) = ready.pop_first() {
         order.push(i);
@@ -665,12 +556,7 @@ fn topological_order(
     let mut path = vec![start];
     let mut cur = start;
     loop {
-        let next = stages[cur]
-            .upstream
-            .iter()
-            .copied()
-            .find(|&u| left[u])
-            .unwrap_or(start);
+        let next = stages[cur].upstream.iter().copied().find(|&u| left[u]).unwrap_or(start);
         if let Some(pos) = path.iter().position(|&p| p == next) {
             let mut cycle: Vec<usize> = path[pos..].to_vec();
             cycle.reverse(); // upstream edges walked backwards: print in data-flow order
@@ -687,10 +573,7 @@ fn topological_order(
                 .find(|(_, s)| matches!(s, Source::Stage { stage, .. } if *stage == stages[first].name))
                 .and_then(|(k, _)| input_locs[closing].get(k).copied())
                 .unwrap_or(raw[closing].0.referenced);
-            return Err(ctx.at(
-                loc,
-                format!("the stages form a cycle: {}", names.join(" -> ")),
-            ));
+            return Err(ctx.at(loc, format!("the stages form a cycle: {}", names.join(" -> "))));
         }
         path.push(next);
         cur = next;
@@ -707,9 +590,7 @@ fn reorder(stages: Vec<Stage>, order: &[usize]) -> Vec<Stage> {
     order
         .iter()
         .map(|&old| {
-            let mut s = slots[old]
-                .take()
-                .expect("each index appears once in a topological order");
+            let mut s = slots[old].take().expect("each index appears once in a topological order");
             s.upstream = s.upstream.iter().map(|&u| new_index[u]).collect();
             s.upstream.sort_unstable();
             s

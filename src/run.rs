@@ -63,29 +63,17 @@ pub fn stage_indices(p: &Pipeline, names: &[String], what: &str) -> Result<Vec<u
         .map(|n| {
             p.index_of(n).ok_or_else(|| {
                 let known: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
-                Error::Usage(format!(
-                    "{what} `{n}`: no such stage; stages: {}",
-                    known.join(", ")
-                ))
+                Error::Usage(format!("{what} `{n}`: no such stage; stages: {}", known.join(", ")))
             })
         })
         .collect()
 }
 
 /// Runs the pipeline; writes one line per stage to `out` and returns the run log.
-pub fn run(
-    p: &Pipeline,
-    store: &Store,
-    opts: &RunOptions,
-    out: &mut dyn Write,
-) -> Result<RunLog, Error> {
+pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions, out: &mut dyn Write) -> Result<RunLog, Error> {
     let targets = stage_indices(p, &opts.targets, "target")?;
     let forced_idx = stage_indices(p, &opts.force, "--force")?;
-    let needed = if targets.is_empty() {
-        vec![true; p.stages.len()]
-    } else {
-        p.needed_by(&targets)
-    };
+    let needed = if targets.is_empty() { vec![true; p.stages.len()] } else { p.needed_by(&targets) };
     let mut forced = vec![false; p.stages.len()];
     for i in forced_idx {
         forced[i] = true;
@@ -134,27 +122,20 @@ pub fn run(
     );
     let failed = count(Outcome::Failed);
     if failed > 0 {
-        return Err(Error::StagesFailed {
-            count: failed,
-            bad_input: ex.bad_input,
-        });
+        return Err(Error::StagesFailed { count: failed, bad_input: ex.bad_input });
     }
     // Checks whose metrics all come from stages this run covered.
     let covered = |c: &crate::checks::Check| {
         [&c.lhs, &c.rhs].into_iter().all(|o| match o {
-            crate::checks::Operand::Metric(m) => m
-                .split_once('.')
-                .and_then(|(s, _)| p.index_of(s))
-                .is_some_and(|i| needed[i]),
+            crate::checks::Operand::Metric(m) => {
+                m.split_once('.').and_then(|(s, _)| p.index_of(s)).is_some_and(|i| needed[i])
+            }
             crate::checks::Operand::Number(_) => true,
         })
     };
     let checks: Vec<_> = p.checks.iter().filter(|c| covered(c)).cloned().collect();
     let failures = crate::checks::failures(&checks, &crate::metrics::current(p, store));
-    for c in checks
-        .iter()
-        .filter(|c| !failures.iter().any(|f| f.starts_with(&c.text)))
-    {
+    for c in checks.iter().filter(|c| !failures.iter().any(|f| f.starts_with(&c.text))) {
         let _ = writeln!(out, "check ok     {c}");
     }
     for f in &failures {
@@ -168,28 +149,14 @@ pub fn run(
 
 /// Sortable and unique per process: milliseconds since the epoch, then the pid.
 fn run_id() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     format!("{ms:013}-{}", std::process::id())
 }
 
-fn dry_run(
-    p: &Pipeline,
-    store: &Store,
-    needed: &[bool],
-    forced: &[bool],
-    out: &mut dyn Write,
-) -> Result<(), Error> {
+fn dry_run(p: &Pipeline, store: &Store, needed: &[bool], forced: &[bool], out: &mut dyn Write) -> Result<(), Error> {
     let mut index = InputIndex::load(store.input_index());
     let statuses = status::compute(p, store, &mut index, forced)?;
-    for (s, st) in statuses
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| needed[*i])
-        .map(|(i, st)| (&p.stages[i], st))
-    {
+    for (s, st) in statuses.iter().enumerate().filter(|(i, _)| needed[*i]).map(|(i, st)| (&p.stages[i], st)) {
         let verb = match st.state {
             State::Fresh => "skip",
             State::Stale | State::New => "run",
@@ -225,18 +192,8 @@ struct Executor<'a> {
 }
 
 impl<'a> Executor<'a> {
-    fn new(
-        p: &'a Pipeline,
-        store: &'a Store,
-        opts: &RunOptions,
-        needed: &'a [bool],
-        forced: &'a [bool],
-    ) -> Self {
-        let target = if opts.progress {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
+    fn new(p: &'a Pipeline, store: &'a Store, opts: &RunOptions, needed: &'a [bool], forced: &'a [bool]) -> Self {
+        let target = if opts.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         Executor {
             p,
             store,
@@ -267,9 +224,11 @@ impl<'a> Executor<'a> {
                             continue;
                         }
                         let stage = &p.stages[i];
-                        if let Some(&u) = stage.upstream.iter().find(|&&u| {
-                            matches!(self.outcomes[u], Some(Outcome::Failed | Outcome::Skipped))
-                        }) {
+                        if let Some(&u) = stage
+                            .upstream
+                            .iter()
+                            .find(|&&u| matches!(self.outcomes[u], Some(Outcome::Failed | Outcome::Skipped)))
+                        {
                             let why = format!(
                                 "upstream {} {}",
                                 self.p.stages[u].name,
@@ -294,30 +253,18 @@ impl<'a> Executor<'a> {
                         let fp = status::fingerprint_of(stage, hashes);
                         let key = fp.key();
                         if !self.forced[i]
-                            && let Some(record) = self
-                                .store
-                                .read_record(&key)
-                                .filter(|r| self.store.has_outputs(r))
+                            && let Some(record) = self.store.read_record(&key).filter(|r| self.store.has_outputs(r))
                         {
                             let mut record = record;
                             record.stage = stage.name.clone();
-                            self.store
-                                .point_latest(&record)
-                                .map_err(Error::io(&self.store.latest()))?;
+                            self.store.point_latest(&record).map_err(Error::io(&self.store.latest()))?;
                             self.finish(i, Outcome::Cached, Some(record), None, out);
                             progressed = true;
                             continue;
                         }
                         let inputs = self.input_paths(stage);
                         let bar = self.bar(&stage.name);
-                        let job = Job {
-                            stage,
-                            store,
-                            workdir: p.dir().to_path_buf(),
-                            inputs,
-                            fp,
-                            key,
-                        };
+                        let job = Job { stage, store, workdir: p.dir().to_path_buf(), inputs, fp, key };
                         let tx = tx.clone();
                         dispatched[i] = true;
                         running += 1;
@@ -364,10 +311,8 @@ impl<'a> Executor<'a> {
     fn bar(&self, stage: &str) -> ProgressBar {
         let bar = self.progress.add(ProgressBar::new_spinner());
         bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {prefix:<16} {elapsed:>4} {wide_bar} {pos}/{len} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ProgressStyle::with_template("{spinner} {prefix:<16} {elapsed:>4} {wide_bar} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_prefix(stage.to_string());
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -386,11 +331,8 @@ impl<'a> Executor<'a> {
         let detail = match (&record, &error) {
             (_, Some(e)) => e.clone(),
             (Some(r), None) if outcome == Outcome::Ran => {
-                let rows: Vec<String> = r
-                    .outputs
-                    .iter()
-                    .filter_map(|(n, o)| o.rows.map(|rows| format!("{n}={rows}")))
-                    .collect();
+                let rows: Vec<String> =
+                    r.outputs.iter().filter_map(|(n, o)| o.rows.map(|rows| format!("{n}={rows}"))).collect();
                 let mut d = format!("{:.2}s", r.duration_s);
                 if !rows.is_empty() {
                     d.push_str(&format!("  rows {}", rows.join(" ")));
@@ -448,10 +390,7 @@ impl Job<'_> {
     fn execute(self, bar: &ProgressBar) -> Result<Record, StageError> {
         let started = Instant::now();
         let started_unix = crate::now_secs();
-        let tmp = self
-            .store
-            .tmp()
-            .join(format!("{}-{}", self.stage.name, &self.key[..16]));
+        let tmp = self.store.tmp().join(format!("{}-{}", self.stage.name, &self.key[..16]));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
         let report = self.call(&tmp, bar);
@@ -467,10 +406,7 @@ impl Job<'_> {
             let file = tmp.join(format!("{}.{}", o.name, o.ext));
             if !file.is_file() {
                 let _ = std::fs::remove_dir_all(&tmp);
-                return Err(StageError::Failed(format!(
-                    "the stage did not write its output `{}.{}`",
-                    o.name, o.ext
-                )));
+                return Err(StageError::Failed(format!("the stage did not write its output `{}.{}`", o.name, o.ext)));
             }
             let mut stored = self.store.put_object(&file, &o.ext)?;
             stored.rows = report.rows.get(&o.name).copied();
@@ -498,25 +434,17 @@ impl Job<'_> {
             Kind::Cmd => crate::cmd::run(self.stage, &self.inputs, tmp, &self.workdir),
             Kind::Builtin(spec) => {
                 let progress = BarProgress(bar);
-                let ctx = StageCtx {
-                    inputs: &self.inputs,
-                    params: &self.stage.params,
-                    out_dir: tmp,
-                    progress: &progress,
-                };
+                let ctx =
+                    StageCtx { inputs: &self.inputs, params: &self.stage.params, out_dir: tmp, progress: &progress };
                 // A panic in a stage is a bug; it must still not take the other branches down.
-                std::panic::catch_unwind(AssertUnwindSafe(|| (spec.run)(&ctx))).unwrap_or_else(
-                    |panic| {
-                        let msg = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
-                        Err(StageError::Failed(format!(
-                            "internal error: the stage panicked ({msg}); please report it"
-                        )))
-                    },
-                )
+                std::panic::catch_unwind(AssertUnwindSafe(|| (spec.run)(&ctx))).unwrap_or_else(|panic| {
+                    let msg = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    Err(StageError::Failed(format!("internal error: the stage panicked ({msg}); please report it")))
+                })
             }
         }
     }

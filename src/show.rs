@@ -16,9 +16,7 @@ pub fn show(store: &Store, target: &str, rows: usize) -> Result<String, Error> {
         Some((s, o)) => (s, Some(o)),
         None => (target, None),
     };
-    let record = store
-        .latest_record(stage)
-        .ok_or_else(|| StoreError::NeverRun(stage.to_string()))?;
+    let record = store.latest_record(stage).ok_or_else(|| StoreError::NeverRun(stage.to_string()))?;
     if let Some(o) = only
         && !record.outputs.contains_key(o)
     {
@@ -30,27 +28,15 @@ pub fn show(store: &Store, target: &str, rows: usize) -> Result<String, Error> {
         .into());
     }
     let mut out = String::new();
-    for (name, o) in record
-        .outputs
-        .iter()
-        .filter(|(n, _)| only.is_none_or(|x| x == n.as_str()))
-    {
+    for (name, o) in record.outputs.iter().filter(|(n, _)| only.is_none_or(|x| x == n.as_str())) {
         let path = store.latest_output(stage, name, &o.ext);
         let _ = writeln!(out, "{stage}.{name}");
         let _ = writeln!(out, "  path    {}", path.display());
-        let _ = writeln!(
-            out,
-            "  object  {}",
-            store.object_path(&o.hash, &o.ext).display()
-        );
+        let _ = writeln!(out, "  object  {}", store.object_path(&o.hash, &o.ext).display());
         let _ = writeln!(out, "  bytes   {}", o.bytes);
         if o.ext == "parquet" {
             describe_parquet(&mut out, &path, rows)?;
-            let _ = writeln!(
-                out,
-                "  duckdb -c \"SELECT * FROM '{}' LIMIT 10\"",
-                path.display()
-            );
+            let _ = writeln!(out, "  duckdb -c \"SELECT * FROM '{}' LIMIT 10\"", path.display());
         } else if o.ext == "json" {
             let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
             for line in text.lines().take(rows.max(1) * 4) {
@@ -74,27 +60,16 @@ fn describe_parquet(out: &mut String, path: &std::path::Path, rows: usize) -> Re
     let _ = writeln!(out, "  rows    {total}");
     let _ = writeln!(out, "  schema");
     for f in schema.fields() {
-        let _ = writeln!(
-            out,
-            "    {:<20} {}{}",
-            f.name(),
-            f.data_type(),
-            if f.is_nullable() { "" } else { " not null" }
-        );
+        let _ =
+            writeln!(out, "    {:<20} {}{}", f.name(), f.data_type(), if f.is_nullable() { "" } else { " not null" });
     }
     if rows > 0 {
-        let reader = builder
-            .with_limit(rows)
-            .with_batch_size(rows)
-            .build()
-            .map_err(bad)?;
+        let reader = builder.with_limit(rows).with_batch_size(rows).build().map_err(bad)?;
         let batches: Vec<_> = reader.collect::<Result<_, _>>().map_err(|e| Error::Io {
             path: path.display().to_string(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        let table = pretty_format_batches(&batches)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
+        let table = pretty_format_batches(&batches).map(|t| t.to_string()).unwrap_or_default();
         for line in table.lines() {
             let _ = writeln!(out, "  {line}");
         }

@@ -21,10 +21,7 @@ pub fn tables(store: &Store) -> Vec<(String, std::path::PathBuf)> {
     let Ok(dir) = std::fs::read_dir(store.latest()) else {
         return out;
     };
-    let mut stages: Vec<String> = dir
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut stages: Vec<String> = dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     stages.sort();
     for stage in stages {
         if let Some(r) = store.latest_record(&stage) {
@@ -40,33 +37,19 @@ pub fn tables(store: &Store) -> Vec<(String, std::path::PathBuf)> {
 /// Runs `query` and renders the result.
 pub fn run(store: &Store, query: &str, format: SqlFormat) -> Result<String, Error> {
     let failed = |e: datafusion::error::DataFusionError| Error::Usage(format!("sql: {e}"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(Error::io(&store.root))?;
+    let rt = tokio::runtime::Builder::new_current_thread().build().map_err(Error::io(&store.root))?;
     let batches: Vec<RecordBatch> = rt.block_on(async {
         let ctx = SessionContext::new();
         for (name, path) in tables(store) {
-            ctx.register_parquet(
-                &name,
-                &path.to_string_lossy(),
-                ParquetReadOptions::default(),
-            )
-            .await
-            .map_err(failed)?;
+            ctx.register_parquet(&name, &path.to_string_lossy(), ParquetReadOptions::default())
+                .await
+                .map_err(failed)?;
         }
-        ctx.sql(query)
-            .await
-            .map_err(failed)?
-            .collect()
-            .await
-            .map_err(failed)
+        ctx.sql(query).await.map_err(failed)?.collect().await.map_err(failed)
     })?;
     let arrow = |e: datafusion::arrow::error::ArrowError| Error::Usage(format!("sql: {e}"));
     match format {
-        SqlFormat::Table => Ok(format!(
-            "{}\n",
-            pretty_format_batches(&batches).map_err(arrow)?
-        )),
+        SqlFormat::Table => Ok(format!("{}\n", pretty_format_batches(&batches).map_err(arrow)?)),
         SqlFormat::Csv => {
             let mut buf = Vec::new();
             {

@@ -51,9 +51,7 @@ pub fn code_of(stage: &Stage) -> String {
         Kind::Builtin(spec) => spec.fingerprint.to_string(),
         Kind::Cmd => {
             let command = stage.command.as_deref().unwrap_or_default();
-            blake3::hash(format!("cmd\0{command}").as_bytes())
-                .to_hex()
-                .to_string()
+            blake3::hash(format!("cmd\0{command}").as_bytes()).to_hex().to_string()
         }
     }
 }
@@ -65,11 +63,7 @@ pub fn fingerprint_of(stage: &Stage, input_hashes: BTreeMap<String, String>) -> 
         code: code_of(stage),
         params: stage.params.clone(),
         inputs: input_hashes,
-        outputs: stage
-            .outputs
-            .iter()
-            .map(|o| format!("{}.{}", o.name, o.ext))
-            .collect(),
+        outputs: stage.outputs.iter().map(|o| format!("{}.{}", o.name, o.ext)).collect(),
         store_format: STORE_FORMAT,
     }
 }
@@ -90,11 +84,7 @@ pub fn input_hashes(
             }
             Source::Stage { stage: up, output } => match upstream_records.get(up) {
                 Some(r) => {
-                    let hash = r
-                        .outputs
-                        .get(output)
-                        .map(|o| o.hash.clone())
-                        .unwrap_or_default();
+                    let hash = r.outputs.get(output).map(|o| o.hash.clone()).unwrap_or_default();
                     hashes.insert(name.clone(), hash);
                 }
                 None => {
@@ -105,20 +95,12 @@ pub fn input_hashes(
             },
         }
     }
-    Ok(if missing.is_empty() {
-        Ok(hashes)
-    } else {
-        Err(missing)
-    })
+    Ok(if missing.is_empty() { Ok(hashes) } else { Err(missing) })
 }
 
 /// Where each input of `stage` reads from, as records keep it.
 pub fn sources_of(stage: &Stage) -> BTreeMap<String, String> {
-    stage
-        .inputs
-        .iter()
-        .map(|(k, s)| (k.clone(), s.to_string()))
-        .collect()
+    stage.inputs.iter().map(|(k, s)| (k.clone(), s.to_string())).collect()
 }
 
 /// The status of every stage, in pipeline order. `forced` stages count as stale.
@@ -139,23 +121,11 @@ pub fn compute(
                 let reasons = upstream
                     .iter()
                     .map(|u| {
-                        let st = out
-                            .iter()
-                            .find(|s| &s.stage == u)
-                            .map(|s| s.state)
-                            .unwrap_or(State::New);
+                        let st = out.iter().find(|s| &s.stage == u).map(|s| s.state).unwrap_or(State::New);
                         format!("upstream {u} is {st}")
                     })
                     .collect();
-                (
-                    if last.is_some() {
-                        State::Stale
-                    } else {
-                        State::New
-                    },
-                    reasons,
-                    None,
-                )
+                (if last.is_some() { State::Stale } else { State::New }, reasons, None)
             }
             Ok(hashes) => {
                 let fp = fingerprint_of(stage, hashes);
@@ -185,13 +155,7 @@ pub fn compute(
         if let Some(r) = &record {
             fresh.insert(stage.name.clone(), r.clone());
         }
-        out.push(StageStatus {
-            stage: stage.name.clone(),
-            state,
-            reasons,
-            last_duration_s,
-            record,
-        });
+        out.push(StageStatus { stage: stage.name.clone(), state, reasons, last_duration_s, record });
     }
     Ok(out)
 }
@@ -247,17 +211,10 @@ pub fn explain(
         }
     }
     if old.outputs != new.outputs {
-        reasons.push(format!(
-            "outputs: {} -> {}",
-            old.outputs.join(", "),
-            new.outputs.join(", ")
-        ));
+        reasons.push(format!("outputs: {} -> {}", old.outputs.join(", "), new.outputs.join(", ")));
     }
     if old.store_format != new.store_format {
-        reasons.push(format!(
-            "store format {} -> {}",
-            old.store_format, new.store_format
-        ));
+        reasons.push(format!("store format {} -> {}", old.store_format, new.store_format));
     }
     reasons
 }

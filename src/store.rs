@@ -110,9 +110,7 @@ impl Store {
     }
 
     pub fn object_path(&self, hash: &str, ext: &str) -> PathBuf {
-        self.objects()
-            .join(&hash[..2])
-            .join(format!("{hash}.{ext}"))
+        self.objects().join(&hash[..2]).join(format!("{hash}.{ext}"))
     }
 
     pub fn record_path(&self, key: &str) -> PathBuf {
@@ -139,10 +137,7 @@ impl Store {
 
     /// True when every object the record names is present.
     pub fn has_outputs(&self, record: &Record) -> bool {
-        record
-            .outputs
-            .values()
-            .all(|o| self.object_path(&o.hash, &o.ext).is_file())
+        record.outputs.values().all(|o| self.object_path(&o.hash, &o.ext).is_file())
     }
 
     /// Moves a finished output file into `objects/` under its content hash.
@@ -158,12 +153,7 @@ impl Store {
             fs::File::open(file)?.sync_all()?;
             fs::rename(file, &dest)?;
         }
-        Ok(StoredOutput {
-            hash,
-            ext: ext.to_string(),
-            bytes,
-            rows: None,
-        })
+        Ok(StoredOutput { hash, ext: ext.to_string(), bytes, rows: None })
     }
 
     /// Writes the record (the commit point of an execution), then points `latest/` at it.
@@ -175,10 +165,7 @@ impl Store {
 
     /// Makes `latest/<stage>/` show a reused record, unless it already does.
     pub fn point_latest(&self, record: &Record) -> io::Result<()> {
-        if self
-            .latest_record(&record.stage)
-            .is_some_and(|r| r.key == record.key && self.latest_links_ok(&r))
-        {
+        if self.latest_record(&record.stage).is_some_and(|r| r.key == record.key && self.latest_links_ok(&r)) {
             return Ok(());
         }
         self.write_latest(record)
@@ -190,9 +177,7 @@ impl Store {
         fs::create_dir_all(&dir)?;
         for (name, out) in &record.outputs {
             let link = dir.join(format!("{name}.{}", out.ext));
-            let target = Path::new("../../objects")
-                .join(&out.hash[..2])
-                .join(format!("{}.{}", out.hash, out.ext));
+            let target = Path::new("../../objects").join(&out.hash[..2]).join(format!("{}.{}", out.hash, out.ext));
             let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
             let _ = fs::remove_file(&tmp);
             std::os::unix::fs::symlink(&target, &tmp)?;
@@ -203,25 +188,16 @@ impl Store {
     }
 
     fn latest_links_ok(&self, record: &Record) -> bool {
-        record
-            .outputs
-            .iter()
-            .all(|(name, o)| self.latest_output(&record.stage, name, &o.ext).is_file())
+        record.outputs.iter().all(|(name, o)| self.latest_output(&record.stage, name, &o.ext).is_file())
     }
 
     pub fn write_run(&self, run: &RunLog) -> io::Result<()> {
-        write_atomic(
-            &self.runs().join(format!("{}.json", run.id)),
-            &serde_json::to_vec_pretty(run)?,
-        )
+        write_atomic(&self.runs().join(format!("{}.json", run.id)), &serde_json::to_vec_pretty(run)?)
     }
 
     /// Run logs, oldest first (ids sort by time).
     pub fn list_runs(&self) -> Vec<RunLog> {
-        let mut runs: Vec<RunLog> = list_dir(&self.runs())
-            .into_iter()
-            .filter_map(|p| read_json(&p))
-            .collect();
+        let mut runs: Vec<RunLog> = list_dir(&self.runs()).into_iter().filter_map(|p| read_json(&p)).collect();
         runs.sort_by(|a, b| a.id.cmp(&b.id));
         runs
     }
@@ -242,10 +218,7 @@ impl Store {
         let mut out = Vec::new();
         for shard in list_dir(&self.objects()) {
             for p in list_dir(&shard) {
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 if let Some((hash, ext)) = name.split_once('.') {
                     out.push((p.clone(), hash.to_string(), ext.to_string()));
                 }
@@ -257,9 +230,8 @@ impl Store {
 }
 
 fn list_dir(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut out: Vec<PathBuf> =
+        fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     out.sort();
     out
 }
@@ -272,10 +244,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().expect("store paths have a parent");
     fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut f = fs::File::create(&tmp)?;
     f.write_all(bytes)?;

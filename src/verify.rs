@@ -34,11 +34,7 @@ pub fn verify(store: &Store) -> Result<(usize, Vec<Corrupt>), Error> {
                 dropped += 1;
             }
         }
-        corrupt.push(Corrupt {
-            object: format!("{hash}.{ext}"),
-            actual,
-            records_dropped: dropped,
-        });
+        corrupt.push(Corrupt { object: format!("{hash}.{ext}"), actual, records_dropped: dropped });
     }
     Ok((objects.len(), corrupt))
 }

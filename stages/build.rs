@@ -6,14 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Libraries whose version changes the bytes a stage writes.
-const LIBRARIES: &[&str] = &[
-    "arrow",
-    "parquet",
-    "datafusion",
-    "candle-core",
-    "candle-nn",
-    "usearch",
-];
+const LIBRARIES: &[&str] = &["arrow", "parquet", "datafusion", "candle-core", "candle-nn", "usearch"];
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -37,19 +30,12 @@ fn main() {
     let shared = shared.finalize();
 
     // One fingerprint per entry of src/kinds/: a file `x.rs` or a directory `x/`.
-    let mut out = String::from(
-        "// Code fingerprints of the stage kinds, one constant per module of src/kinds/.\n",
-    );
-    let mut entries: Vec<PathBuf> = fs::read_dir(&kinds)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut out = String::from("// Code fingerprints of the stage kinds, one constant per module of src/kinds/.\n");
+    let mut entries: Vec<PathBuf> =
+        fs::read_dir(&kinds).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     entries.sort();
     for entry in entries {
-        let Some(stem) = entry
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .map(str::to_string)
-        else {
+        let Some(stem) = entry.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
             continue;
         };
         if stem == "mod" {
@@ -85,11 +71,7 @@ fn files_under(path: &Path) -> Vec<PathBuf> {
 }
 
 fn hash_file(h: &mut blake3::Hasher, base: &Path, file: &Path) {
-    let rel = file
-        .strip_prefix(base)
-        .unwrap_or(file)
-        .to_string_lossy()
-        .replace('\\', "/");
+    let rel = file.strip_prefix(base).unwrap_or(file).to_string_lossy().replace('\\', "/");
     h.update(rel.as_bytes());
     h.update(&[0]);
     h.update(&fs::read(file).unwrap_or_default());
@@ -100,10 +82,7 @@ fn hash_file(h: &mut blake3::Hasher, base: &Path, file: &Path) {
 fn locked_version(lock: &str, name: &str) -> String {
     let needle = format!("name = \"{name}\"\n");
     lock.split("[[package]]")
-        .find(|block| {
-            block.trim_start().starts_with(needle.trim_end())
-                || block.contains(&format!("\n{needle}"))
-        })
+        .find(|block| block.trim_start().starts_with(needle.trim_end()) || block.contains(&format!("\n{needle}")))
         .and_then(|block| block.lines().find_map(|l| l.strip_prefix("version = ")))
         .map(|v| v.trim_matches('"').to_string())
         .unwrap_or_default()

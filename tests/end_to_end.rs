@@ -5,36 +5,20 @@ mod common;
 
 use common::Project;
 
-fn shipped(p: &Project, from: &str) {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(from))
-        .unwrap();
-    std::fs::write(p.path().join("pipeline.yaml"), text).unwrap();
-}
-
 fn metrics(p: &Project) -> serde_json::Map<String, serde_json::Value> {
     let r = p.dagrun(&["metrics", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    serde_json::from_str::<serde_json::Value>(&r.stdout)
-        .unwrap()
-        .as_object()
-        .unwrap()
-        .clone()
+    serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap().as_object().unwrap().clone()
 }
 
 /// One run of the default pipeline shared by the tests below (it takes seconds).
 fn default_run() -> &'static Project {
     static P: std::sync::OnceLock<Project> = std::sync::OnceLock::new();
     P.get_or_init(|| {
-        let p = Project::new("");
-        shipped(&p, "pipeline.yaml");
+        let p = Project::shipped("pipeline.yaml");
         let r = p.dagrun(&["run"]);
         assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-        assert!(
-            r.stdout
-                .contains("check ok     evaluate.hr@50 >= baseline.hr@50"),
-            "{}",
-            r.stdout
-        );
+        assert!(r.stdout.contains("check ok     evaluate.hr@50 >= baseline.hr@50"), "{}", r.stdout);
         p
     })
 }
@@ -57,13 +41,8 @@ fn default_pipeline_beats_popularity_and_the_index_finds_what_exact_search_finds
     let f = |k: &str| m[k].as_f64().unwrap();
     assert!(f("evaluate.hr@50") > f("baseline.hr@50"), "{m:?}");
     assert!(f("evaluate.index_recall@50") >= 0.99, "{m:?}");
-    assert!(
-        f("evaluate.hr@10") <= f("evaluate.hr@50") && f("evaluate.hr@50") <= f("evaluate.hr@200")
-    );
-    assert!(
-        f("evaluate.coverage@50") > f("baseline.coverage@50"),
-        "personalised lists cover more of the catalogue"
-    );
+    assert!(f("evaluate.hr@10") <= f("evaluate.hr@50") && f("evaluate.hr@50") <= f("evaluate.hr@200"));
+    assert!(f("evaluate.coverage@50") > f("baseline.coverage@50"), "personalised lists cover more of the catalogue");
 }
 
 #[test]
@@ -77,23 +56,12 @@ fn training_is_deterministic_on_the_cpu() {
     // The model and everything computed from it are byte-identical; the training log
     // also holds wall-clock seconds, so only its losses are compared.
     for out in ["model", "config"] {
-        assert_eq!(
-            rec("artifacts", "train")["outputs"][out],
-            rec("second", "train")["outputs"][out],
-            "train.{out}"
-        );
+        assert_eq!(rec("artifacts", "train")["outputs"][out], rec("second", "train")["outputs"][out], "train.{out}");
     }
     for s in ["export", "evaluate"] {
-        assert_eq!(
-            rec("artifacts", s)["outputs"],
-            rec("second", s)["outputs"],
-            "stage {s}"
-        );
+        assert_eq!(rec("artifacts", s)["outputs"], rec("second", s)["outputs"], "stage {s}");
     }
-    assert_eq!(
-        rec("artifacts", "train")["metrics"]["final_loss"],
-        rec("second", "train")["metrics"]["final_loss"]
-    );
+    assert_eq!(rec("artifacts", "train")["metrics"]["final_loss"], rec("second", "train")["metrics"]["final_loss"]);
 }
 
 #[test]
@@ -102,10 +70,7 @@ fn checks_gate_the_exit_code() {
     let r = p.dagrun(&["metrics", "--check"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let strict = Project::new("");
-    let text = p.read("pipeline.yaml").replace(
-        "evaluate.index_recall@50 >= 0.99",
-        "evaluate.hr@10 >= 0.999",
-    );
+    let text = p.read("pipeline.yaml").replace("evaluate.index_recall@50 >= 0.99", "evaluate.hr@10 >= 0.999");
     std::fs::write(strict.path().join("pipeline.yaml"), text).unwrap();
     let r = strict.dagrun(&["--store", p.store().to_str().unwrap(), "metrics", "--check"]);
     assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
@@ -119,40 +84,20 @@ fn metrics_diff_against_a_file() {
     std::fs::write(&baseline, r#"{"evaluate.hr@50": 0.0, "old.metric": 1.0}"#).unwrap();
     let r = p.dagrun(&["metrics", "--diff", baseline.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let line = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("evaluate.hr@50 "))
-        .unwrap();
+    let line = r.stdout.lines().find(|l| l.starts_with("evaluate.hr@50 ")).unwrap();
     let now = metrics(p)["evaluate.hr@50"].as_f64().unwrap();
     assert!(line.contains(&format!("{:+.6}", now)), "{line}");
-    assert!(
-        r.stdout
-            .lines()
-            .any(|l| l.starts_with("old.metric") && l.contains(" - ")),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.lines().any(|l| l.starts_with("old.metric") && l.contains(" - ")), "{}", r.stdout);
 }
 
 #[test]
 fn sql_over_the_latest_artifacts() {
     let p = default_run();
-    let r = p.dagrun(&[
-        "sql",
-        "SELECT COUNT(*) AS n FROM sample_test",
-        "--format",
-        "csv",
-    ]);
+    let r = p.dagrun(&["sql", "SELECT COUNT(*) AS n FROM sample_test", "--format", "csv"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let users = metrics(p)["evaluate.users"].as_f64().unwrap() as u64;
     assert_eq!(r.stdout.trim(), format!("n\n{users}"));
-    let r = p.dagrun(&[
-        "sql",
-        "SELECT max(rank) AS k FROM evaluate_topk",
-        "--format",
-        "json",
-    ]);
+    let r = p.dagrun(&["sql", "SELECT max(rank) AS k FROM evaluate_topk", "--format", "json"]);
     assert_eq!(r.stdout.trim(), r#"[{"k":200}]"#);
     let r = p.dagrun(&["sql", "SELECT * FROM nope"]);
     assert_eq!(r.code, 2);
@@ -164,21 +109,9 @@ fn show_prints_schema_rows_and_a_duckdb_line() {
     let p = default_run();
     let r = p.dagrun(&["show", "sample.train", "-n", "2"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stdout.contains("hist                 List(Int32)") || r.stdout.contains("hist "),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("duckdb -c \"SELECT * FROM '"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("artifacts/latest/sample/train.parquet"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("hist                 List(Int32)") || r.stdout.contains("hist "), "{}", r.stdout);
+    assert!(r.stdout.contains("duckdb -c \"SELECT * FROM '"), "{}", r.stdout);
+    assert!(r.stdout.contains("artifacts/latest/sample/train.parquet"), "{}", r.stdout);
     let r = p.dagrun(&["show", "train.nothing"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("has no output `nothing`"), "{}", r.stderr);
@@ -195,9 +128,7 @@ fn duckdb_opens_the_artifacts() {
             .is_ok_and(|s| s.success())
     };
     if !has_duckdb(p) {
-        let _ = std::process::Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "duckdb"])
-            .status();
+        let _ = std::process::Command::new("python3").args(["-m", "pip", "install", "--quiet", "duckdb"]).status();
     }
     assert!(has_duckdb(p), "python3 -m pip install duckdb failed");
     let script = r#"
@@ -214,62 +145,34 @@ lo, hi = one("SELECT min(len(embedding)), max(len(embedding)) FROM 'artifacts/la
 assert lo == hi
 print(n_train, hist_type, emb_type, n_items, round(norm, 4), k, users, hi)
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .current_dir(p.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = std::process::Command::new("python3").args(["-c", script]).current_dir(p.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let fields: Vec<&str> = text.split_whitespace().collect();
     let rec = |s: &str| -> serde_json::Value {
         serde_json::from_str(&p.read(&format!("artifacts/latest/{s}/.record.json"))).unwrap()
     };
-    assert_eq!(
-        fields[0],
-        rec("sample")["outputs"]["train"]["rows"].to_string()
-    );
+    assert_eq!(fields[0], rec("sample")["outputs"]["train"]["rows"].to_string());
     assert_eq!(fields[1], "INTEGER[]");
     // Parquet has no fixed-size list; DuckDB reads the column as a list, every row of 32.
-    assert!(
-        fields[2] == "FLOAT[]" || fields[2] == "FLOAT[32]",
-        "{}",
-        fields[2]
-    );
+    assert!(fields[2] == "FLOAT[]" || fields[2] == "FLOAT[32]", "{}", fields[2]);
     assert_eq!(fields[7], "32");
-    assert_eq!(
-        fields[3],
-        rec("export")["outputs"]["items"]["rows"].to_string()
-    );
+    assert_eq!(fields[3], rec("export")["outputs"]["items"]["rows"].to_string());
     assert_eq!(fields[4], "0.0", "user vectors are unit length");
     assert_eq!(fields[5], "200");
-    assert_eq!(
-        fields[6],
-        rec("export")["outputs"]["users"]["rows"].to_string()
-    );
+    assert_eq!(fields[6], rec("export")["outputs"]["users"]["rows"].to_string());
 }
 
 #[test]
 fn the_index_is_deterministic() {
     let p = default_run();
-    let r = p.dagrun(&[
-        "run", "--wait", "--force", "evaluate", "--target", "evaluate",
-    ]);
+    let r = p.dagrun(&["run", "--wait", "--force", "evaluate", "--target", "evaluate"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let rec: serde_json::Value =
-        serde_json::from_str(&p.read("artifacts/latest/evaluate/.record.json")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(&p.read("artifacts/latest/evaluate/.record.json")).unwrap();
     let again = p.dagrun(&["--store", "third", "run", "--target", "evaluate"]);
     assert_eq!(again.code, 0);
-    let rec2: serde_json::Value =
-        serde_json::from_str(&p.read("third/latest/evaluate/.record.json")).unwrap();
-    assert_eq!(
-        rec["outputs"]["index"]["hash"],
-        rec2["outputs"]["index"]["hash"]
-    );
+    let rec2: serde_json::Value = serde_json::from_str(&p.read("third/latest/evaluate/.record.json")).unwrap();
+    assert_eq!(rec["outputs"]["index"]["hash"], rec2["outputs"]["index"]["hash"]);
 }
 
 #[test]
@@ -277,102 +180,39 @@ fn movielens_100k_end_to_end() {
     let Some(data) = common::movielens() else {
         return;
     };
-    let p = Project::new("");
-    shipped(&p, "examples/movielens-100k.yaml");
+    let p = Project::shipped("examples/movielens-100k.yaml");
     let r = p.dagrun(&["run", "-I", &format!("clicks.data={}", data.display())]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let m = metrics(&p);
     let f = |k: &str| m[k].as_f64().unwrap();
     // Most-popular on MovieLens-100k, leave-last-out, full ranking (one user = 0.00106).
-    assert!(
-        (f("baseline.hr@10") - 0.050).abs() <= 0.003,
-        "{}",
-        f("baseline.hr@10")
-    );
-    assert!(
-        (f("baseline.hr@50") - 0.153).abs() <= 0.003,
-        "{}",
-        f("baseline.hr@50")
-    );
-    assert!(
-        (f("baseline.hr@200") - 0.404).abs() <= 0.003,
-        "{}",
-        f("baseline.hr@200")
-    );
-    assert!(
-        (f("baseline.ndcg@50") - 0.044).abs() <= 0.003,
-        "{}",
-        f("baseline.ndcg@50")
-    );
-    assert!(
-        (f("baseline.hr_excl@50") - 0.198).abs() <= 0.003,
-        "{}",
-        f("baseline.hr_excl@50")
-    );
+    assert!((f("baseline.hr@10") - 0.050).abs() <= 0.003, "{}", f("baseline.hr@10"));
+    assert!((f("baseline.hr@50") - 0.153).abs() <= 0.003, "{}", f("baseline.hr@50"));
+    assert!((f("baseline.hr@200") - 0.404).abs() <= 0.003, "{}", f("baseline.hr@200"));
+    assert!((f("baseline.ndcg@50") - 0.044).abs() <= 0.003, "{}", f("baseline.ndcg@50"));
+    assert!((f("baseline.hr_excl@50") - 0.198).abs() <= 0.003, "{}", f("baseline.hr_excl@50"));
     assert!(f("evaluate.index_recall@50") >= 0.99);
     // The tuned example (seed 0); benches/quality.sh reports the mean of three seeds.
     assert!(f("evaluate.hr@50") >= 0.35, "{}", f("evaluate.hr@50"));
     assert!(f("evaluate.ndcg@50") >= 0.10, "{}", f("evaluate.ndcg@50"));
     assert!(f("evaluate.hr@50") > 2.0 * f("baseline.hr@50"));
-    assert!(
-        r.stdout.contains("check ok     evaluate.hr@50 >= 0.35"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("check ok     evaluate.hr@50 >= 0.35"), "{}", r.stdout);
 }
 
 #[test]
 fn cuda_without_the_feature_is_a_clear_error_and_auto_falls_back() {
     let p = default_run();
-    let r = p.dagrun(&[
-        "--store",
-        "devices",
-        "run",
-        "--target",
-        "train",
-        "-P",
-        "train.device=cuda",
-    ]);
+    let r = p.dagrun(&["--store", "devices", "run", "--target", "train", "-P", "train.device=cuda"]);
     if cfg!(feature = "cuda") {
         return;
     }
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout
-            .contains("built without CUDA; rebuild with `--features cuda`"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("built without CUDA; rebuild with `--features cuda`"), "{}", r.stdout);
     assert!(!r.stderr.contains("panicked"));
-    let r = p.dagrun(&[
-        "--store",
-        "devices",
-        "run",
-        "--target",
-        "train",
-        "-P",
-        "train.device=auto",
-    ]);
+    let r = p.dagrun(&["--store", "devices", "run", "--target", "train", "-P", "train.device=auto"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout.contains("device auto: no CUDA GPU"),
-        "{}",
-        r.stdout
-    );
-    let r = p.dagrun(&[
-        "--store",
-        "devices",
-        "run",
-        "--target",
-        "train",
-        "-P",
-        "train.device=tpu",
-    ]);
+    assert!(r.stdout.contains("device auto: no CUDA GPU"), "{}", r.stdout);
+    let r = p.dagrun(&["--store", "devices", "run", "--target", "train", "-P", "train.device=tpu"]);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stdout
-            .contains("device `tpu`: expected cpu, cuda, cuda:N or auto"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("device `tpu`: expected cpu, cuda, cuda:N or auto"), "{}", r.stdout);
 }

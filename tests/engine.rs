@@ -8,10 +8,7 @@ use common::Project;
 /// that it ran into `ran.log`, so tests can count executions.
 fn stage(name: &str, input: Option<&str>, v: &str) -> String {
     let (inputs, copy) = match input {
-        Some(src) => (
-            format!("    inputs: {{in: {src}}}\n"),
-            "cat \"$DAGRUN_INPUT_IN\" > \"$DAGRUN_OUTPUT_OUT\"; ",
-        ),
+        Some(src) => (format!("    inputs: {{in: {src}}}\n"), "cat \"$DAGRUN_INPUT_IN\" > \"$DAGRUN_OUTPUT_OUT\"; "),
         None => (String::new(), ""),
     };
     format!(
@@ -24,8 +21,7 @@ fn chain(c_v: &str, c_unused: &str) -> String {
     let mut s = String::from("stages:\n");
     s += &stage("a", None, "1");
     s += &stage("b", Some("a.out"), "1");
-    s += &stage("c", Some("b.out"), c_v)
-        .replace("params: {v:", &format!("params: {{unused: {c_unused}, v:"));
+    s += &stage("c", Some("b.out"), c_v).replace("params: {v:", &format!("params: {{unused: {c_unused}, v:"));
     s += &stage("d", Some("c.out"), "1");
     s += &stage("e", Some("d.out"), "1");
     s += &stage("f", Some("e.out"), "1");
@@ -53,21 +49,10 @@ fn middle_param_change_reruns_that_stage_and_below_only() {
     std::fs::write(p.path().join("pipeline.yaml"), chain("2", "0")).unwrap();
     let st = p.dagrun(&["status", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
-    let states: Vec<&str> = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        states,
-        ["fresh", "fresh", "stale", "stale", "stale", "stale"]
-    );
+    let states: Vec<&str> = json.as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["fresh", "fresh", "stale", "stale", "stale", "stale"]);
     assert_eq!(json[2]["reasons"], serde_json::json!(["param v: 1 -> 2"]));
-    assert_eq!(
-        json[3]["reasons"],
-        serde_json::json!(["upstream c is stale"])
-    );
+    assert_eq!(json[3]["reasons"], serde_json::json!(["upstream c is stale"]));
     assert!(json[0]["last_duration_s"].is_number());
 
     let r = p.dagrun(&["run"]);
@@ -83,11 +68,7 @@ fn unchanged_output_stops_the_wave() {
     std::fs::write(p.path().join("pipeline.yaml"), chain("1", "7")).unwrap();
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 0);
-    assert_eq!(
-        ran_log(&p),
-        ["c"],
-        "c reruns, its output is byte-identical, d..f are hits"
-    );
+    assert_eq!(ran_log(&p), ["c"], "c reruns, its output is byte-identical, d..f are hits");
     assert_eq!(r.stages("cached"), ["a", "b", "d", "e", "f"]);
 }
 
@@ -109,24 +90,11 @@ fn override_flags_type_params_and_explain_staleness() {
     assert_eq!(p.dagrun(&["run"]).code, 0);
     let st = p.dagrun(&["status", "-P", "c.v=5"]);
     assert_eq!(st.code, 0);
-    assert!(
-        st.stdout.contains("c  stale  param v: 1 -> 5"),
-        "{}",
-        st.stdout
-    );
-    assert!(
-        st.stdout.contains("d  stale  upstream c is stale"),
-        "{}",
-        st.stdout
-    );
+    assert!(st.stdout.contains("c  stale  param v: 1 -> 5"), "{}", st.stdout);
+    assert!(st.stdout.contains("d  stale  upstream c is stale"), "{}", st.stdout);
     let dry = p.dagrun(&["run", "--dry-run", "-P", "c.v=5"]);
     assert!(dry.stdout.contains("skip  a"), "{}", dry.stdout);
-    assert!(
-        dry.stdout
-            .contains("run   c                    param v: 1 -> 5"),
-        "{}",
-        dry.stdout
-    );
+    assert!(dry.stdout.contains("run   c                    param v: 1 -> 5"), "{}", dry.stdout);
     assert!(ran_log(&p).len() == 6, "a dry run runs nothing");
 }
 
@@ -138,11 +106,7 @@ fn force_and_targets() {
     assert_eq!(ran_log(&p), ["a", "b", "c"], "only what c needs");
     let r = p.dagrun(&["run", "--force", "b", "-t", "d"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        ran_log(&p),
-        ["b", "d"],
-        "b forced; its output is identical, so c is a hit"
-    );
+    assert_eq!(ran_log(&p), ["b", "d"], "b forced; its output is identical, so c is a hit");
 }
 
 #[test]
@@ -156,32 +120,19 @@ fn failing_stage_stops_descendants_but_not_independent_branches() {
     assert_eq!(r.outcome("below").as_deref(), Some("skipped"));
     assert_eq!(r.outcome("other").as_deref(), Some("ran"));
     assert!(r.stdout.contains("exited with status 3"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("doomed"),
-        "stderr of the command is shown: {}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("doomed"), "stderr of the command is shown: {}", r.stdout);
     assert_eq!(p.read("artifacts/latest/other/z.txt"), "ok\n");
-    assert!(
-        !p.store().join("latest/bad").exists(),
-        "nothing half-written for the failed stage"
-    );
+    assert!(!p.store().join("latest/bad").exists(), "nothing half-written for the failed stage");
     let tmp = p.store().join("tmp");
     assert!(!tmp.exists() || std::fs::read_dir(&tmp).unwrap().next().is_none());
 }
 
 #[test]
 fn missing_declared_output_is_a_stage_failure() {
-    let p = Project::new(
-        "stages:\n  lazy:\n    kind: cmd\n    run: 'true'\n    outputs: [x.parquet]\n",
-    );
+    let p = Project::new("stages:\n  lazy:\n    kind: cmd\n    run: 'true'\n    outputs: [x.parquet]\n");
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stdout.contains("did not write its output `x.parquet`"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("did not write its output `x.parquet`"), "{}", r.stdout);
 }
 
 #[test]
@@ -223,18 +174,12 @@ fn directory_inputs_cover_every_file() {
 #[test]
 fn parallel_branches_run_at_the_same_time() {
     let sleeper = |n: &str| {
-        format!(
-            "  {n}:\n    kind: cmd\n    run: 'sleep 0.6; echo {n} > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n"
-        )
+        format!("  {n}:\n    kind: cmd\n    run: 'sleep 0.6; echo {n} > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n")
     };
     let p = Project::new(&format!("stages:\n{}{}", sleeper("x"), sleeper("y")));
     let t = std::time::Instant::now();
     assert_eq!(p.dagrun(&["run", "-j", "2"]).code, 0);
-    assert!(
-        t.elapsed().as_secs_f64() < 1.1,
-        "two 0.6 s stages took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed().as_secs_f64() < 1.1, "two 0.6 s stages took {:?}", t.elapsed());
 }
 
 #[test]
@@ -244,8 +189,7 @@ fn cmd_metrics_land_in_the_record() {
     );
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
-    let rec: serde_json::Value =
-        serde_json::from_str(&p.read("artifacts/latest/m/.record.json")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(&p.read("artifacts/latest/m/.record.json")).unwrap();
     assert_eq!(rec["metrics"]["auc"], 0.75);
 }
 
@@ -257,11 +201,7 @@ fn gc_keeps_what_is_current_and_drops_the_rest() {
         assert_eq!(p.dagrun(&["run", "-P", &format!("c.v={v}")]).code, 0);
     }
     let r = p.dagrun(&["gc", "--keep-runs", "1", "--dry-run"]);
-    assert!(
-        r.stdout.starts_with("would remove 12 record(s)"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.starts_with("would remove 12 record(s)"), "{}", r.stdout);
     let r = p.dagrun(&["gc", "--keep-runs", "1"]);
     assert!(r.stdout.starts_with("removed 12 record(s)"), "{}", r.stdout);
     ran_log(&p);
@@ -277,11 +217,7 @@ fn verify_quarantines_corrupt_objects_and_the_next_run_rebuilds() {
     assert_eq!(p.dagrun(&["run"]).code, 0);
     let r = p.dagrun(&["verify"]);
     assert_eq!(r.code, 0);
-    assert!(
-        r.stdout.contains("checked 6 object(s), 0 corrupt"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("checked 6 object(s), 0 corrupt"), "{}", r.stdout);
     // Corrupt d's output through its latest link.
     let target = std::fs::canonicalize(p.store().join("latest/d/out.txt")).unwrap();
     std::fs::write(&target, "garbage\n").unwrap();
@@ -291,11 +227,7 @@ fn verify_quarantines_corrupt_objects_and_the_next_run_rebuilds() {
     ran_log(&p);
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 0);
-    assert_eq!(
-        ran_log(&p),
-        ["d"],
-        "d is rebuilt; its output is the same again, so e and f stay hits"
-    );
+    assert_eq!(ran_log(&p), ["d"], "d is rebuilt; its output is the same again, so e and f stay hits");
     assert_eq!(p.dagrun(&["verify"]).code, 0);
 }
 
@@ -304,19 +236,11 @@ fn a_second_run_is_refused_while_one_holds_the_lock() {
     let p = Project::new(
         "stages:\n  slow:\n    kind: cmd\n    run: 'sleep 1.5; echo 1 > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n",
     );
-    let mut first = p
-        .command(&["run"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = p.command(&["run"]).stdout(std::process::Stdio::null()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(400));
     let second = p.dagrun(&["run"]);
     assert_eq!(second.code, 2, "{}", second.stderr);
-    assert!(
-        second.stderr.contains("is locked by pid"),
-        "{}",
-        second.stderr
-    );
+    assert!(second.stderr.contains("is locked by pid"), "{}", second.stderr);
     assert!(second.stderr.contains("--wait"), "{}", second.stderr);
     let status = p.dagrun(&["status"]);
     assert_eq!(status.code, 0, "read-only commands take no lock");
@@ -332,11 +256,7 @@ fn kill_at_random_points_never_corrupts_the_store() {
     // Stages that write in several steps, so a kill lands mid-write as well as between stages.
     let mut yaml = String::from("stages:\n");
     for i in 0..6 {
-        let input = if i == 0 {
-            String::new()
-        } else {
-            format!("    inputs: {{in: s{}.o}}\n", i - 1)
-        };
+        let input = if i == 0 { String::new() } else { format!("    inputs: {{in: s{}.o}}\n", i - 1) };
         yaml += &format!(
             "  s{i}:\n    kind: cmd\n{input}    run: 'for k in 1 2 3 4 5; do echo $k-$DAGRUN_PARAM_V >> \"$DAGRUN_OUTPUT_O\"; sleep 0.01; done'\n    outputs: [o.txt]\n    params: {{v: 0}}\n"
         );
@@ -349,20 +269,12 @@ fn kill_at_random_points_never_corrupts_the_store() {
         seed ^= seed << 17;
         let delay = seed % 400;
         let v = format!("s{}.v={round}", seed % 6);
-        let mut child = p
-            .command(&["run", "-P", &v])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = p.command(&["run", "-P", &v]).stdout(std::process::Stdio::null()).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let verify = p.dagrun(&["verify"]);
-        assert_eq!(
-            verify.code, 0,
-            "round {round}: {}{}",
-            verify.stdout, verify.stderr
-        );
+        assert_eq!(verify.code, 0, "round {round}: {}{}", verify.stdout, verify.stderr);
     }
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
@@ -370,15 +282,10 @@ fn kill_at_random_points_never_corrupts_the_store() {
     assert_eq!(again.stages("cached").len(), 6, "{}", again.stdout);
     // Every record points at objects that exist and hash to their names.
     for entry in std::fs::read_dir(p.store().join("records")).unwrap() {
-        let rec: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
         for (_, o) in rec["outputs"].as_object().unwrap() {
             let hash = o["hash"].as_str().unwrap();
-            let path = p.store().join(format!(
-                "objects/{}/{hash}.{}",
-                &hash[..2],
-                o["ext"].as_str().unwrap()
-            ));
+            let path = p.store().join(format!("objects/{}/{hash}.{}", &hash[..2], o["ext"].as_str().unwrap()));
             let bytes = std::fs::read(&path).unwrap();
             assert_eq!(blake3::hash(&bytes).to_hex().as_str(), hash);
         }
@@ -394,11 +301,7 @@ fn dag_renders_text_mermaid_and_dot() {
     insta::assert_snapshot!("dag_mermaid", mermaid.stdout);
     let dot = p.dagrun(&["dag", "--format", "dot"]);
     assert!(dot.stdout.starts_with("digraph pipeline {"));
-    assert!(
-        dot.stdout.contains("\"b\" -> \"c\" [label=\"out as in\"];"),
-        "{}",
-        dot.stdout
-    );
+    assert!(dot.stdout.contains("\"b\" -> \"c\" [label=\"out as in\"];"), "{}", dot.stdout);
 }
 
 #[test]

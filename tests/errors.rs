@@ -17,8 +17,7 @@ fn rejected(yaml: &str, extra: &[&str]) -> String {
     r.stderr
 }
 
-const OK_STAGE: &str =
-    "  a:\n    kind: cmd\n    run: 'echo 1 > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n";
+const OK_STAGE: &str = "  a:\n    kind: cmd\n    run: 'echo 1 > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n";
 
 #[test]
 fn unknown_top_level_key() {
@@ -27,10 +26,7 @@ fn unknown_top_level_key() {
 
 #[test]
 fn unknown_stage_key() {
-    insta::assert_snapshot!(rejected(
-        &format!("stages:\n{OK_STAGE}    param: {{x: 1}}\n"),
-        &[]
-    ));
+    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}    param: {{x: 1}}\n"), &[]));
 }
 
 #[test]
@@ -81,18 +77,12 @@ fn cycle_is_named() {
 
 #[test]
 fn cmd_without_outputs() {
-    insta::assert_snapshot!(rejected(
-        "stages:\n  a:\n    kind: cmd\n    run: 'true'\n",
-        &[]
-    ));
+    insta::assert_snapshot!(rejected("stages:\n  a:\n    kind: cmd\n    run: 'true'\n", &[]));
 }
 
 #[test]
 fn bad_output_name() {
-    insta::assert_snapshot!(rejected(
-        "stages:\n  a:\n    kind: cmd\n    run: 'true'\n    outputs: [noext]\n",
-        &[]
-    ));
+    insta::assert_snapshot!(rejected("stages:\n  a:\n    kind: cmd\n    run: 'true'\n    outputs: [noext]\n", &[]));
 }
 
 #[test]
@@ -112,10 +102,7 @@ fn override_of_a_missing_stage() {
 
 #[test]
 fn malformed_override() {
-    insta::assert_snapshot!(rejected(
-        &format!("stages:\n{OK_STAGE}"),
-        &["-P", "justtext"]
-    ));
+    insta::assert_snapshot!(rejected(&format!("stages:\n{OK_STAGE}"), &["-P", "justtext"]));
 }
 
 #[test]
@@ -123,11 +110,7 @@ fn missing_pipeline_file() {
     let p = Project::new("stages: {}\n");
     let r = p.dagrun(&["status", "nothere.yaml"]);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("cannot read nothere.yaml"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("cannot read nothere.yaml"), "{}", r.stderr);
 }
 
 #[test]

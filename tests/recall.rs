@@ -5,16 +5,6 @@ mod common;
 
 use common::Project;
 
-fn copy_pipeline(p: &Project, from: &str) {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(from))
-        .unwrap();
-    std::fs::write(p.path().join("pipeline.yaml"), text).unwrap();
-}
-
-fn record(p: &Project, stage: &str) -> serde_json::Value {
-    serde_json::from_str(&p.read(&format!("artifacts/latest/{stage}/.record.json"))).unwrap()
-}
-
 fn states(p: &Project, extra: &[&str]) -> Vec<(String, String)> {
     let mut args = vec!["status", "--json"];
     args.extend_from_slice(extra);
@@ -24,25 +14,17 @@ fn states(p: &Project, extra: &[&str]) -> Vec<(String, String)> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|s| {
-            (
-                s["stage"].as_str().unwrap().to_string(),
-                s["state"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|s| (s["stage"].as_str().unwrap().to_string(), s["state"].as_str().unwrap().to_string()))
         .collect()
 }
 
 #[test]
 fn default_pipeline_runs_and_is_deterministic() {
-    let p = Project::new("");
-    copy_pipeline(&p, "pipeline.yaml");
+    let p = Project::shipped("pipeline.yaml");
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let first: Vec<serde_json::Value> = ["clicks", "split", "encode", "sample"]
-        .iter()
-        .map(|s| record(&p, s)["outputs"].clone())
-        .collect();
+    let first: Vec<serde_json::Value> =
+        ["clicks", "split", "encode", "sample"].iter().map(|s| p.record(s)["outputs"].clone()).collect();
     // A second store from scratch gives byte-identical tables.
     let r = p.dagrun(&["--store", "again", "run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -52,66 +34,36 @@ fn default_pipeline_runs_and_is_deterministic() {
         assert_eq!(again["outputs"], first[i], "stage {s}");
     }
     // The synthetic log has the promised shape: heavy and light users.
-    let sample = record(&p, "sample");
+    let sample = p.record("sample");
     assert!(sample["outputs"]["train"]["rows"].as_u64().unwrap() > 50_000);
 }
 
 #[test]
 fn negative_sampling_change_reruns_sample_and_below_only() {
-    let p = Project::new("");
-    copy_pipeline(&p, "pipeline.yaml");
+    let p = Project::shipped("pipeline.yaml");
     assert_eq!(p.dagrun(&["run"]).code, 0);
-    let st = states(
-        &p,
-        &[
-            "-P",
-            "sample.neg_ratio=3",
-            "-P",
-            "sample.neg_method=popularity",
-        ],
-    );
-    let stale: Vec<&str> = st
-        .iter()
-        .filter(|(_, s)| s != "fresh")
-        .map(|(n, _)| n.as_str())
-        .collect();
-    let fresh: Vec<&str> = st
-        .iter()
-        .filter(|(_, s)| s == "fresh")
-        .map(|(n, _)| n.as_str())
-        .collect();
+    let st = states(&p, &["-P", "sample.neg_ratio=3", "-P", "sample.neg_method=popularity"]);
+    let stale: Vec<&str> = st.iter().filter(|(_, s)| s != "fresh").map(|(n, _)| n.as_str()).collect();
+    let fresh: Vec<&str> = st.iter().filter(|(_, s)| s == "fresh").map(|(n, _)| n.as_str()).collect();
     assert!(fresh.starts_with(&["clicks", "split", "encode"]), "{st:?}");
     assert_eq!(stale.first(), Some(&"sample"), "{st:?}");
-    let r = p.dagrun(&[
-        "run",
-        "-P",
-        "sample.neg_ratio=3",
-        "-P",
-        "sample.neg_method=popularity",
-    ]);
+    let r = p.dagrun(&["run", "-P", "sample.neg_ratio=3", "-P", "sample.neg_method=popularity"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.outcome("sample").as_deref(), Some("ran"));
     assert_eq!(r.stages("cached")[..3], ["clicks", "split", "encode"]);
-    let sample = record(&p, "sample");
+    let sample = p.record("sample");
     let rows = sample["outputs"]["train"]["rows"].as_u64().unwrap();
-    let p2 = Project::new("");
-    copy_pipeline(&p2, "pipeline.yaml");
+    let p2 = Project::shipped("pipeline.yaml");
     assert_eq!(p2.dagrun(&["run", "--target", "sample"]).code, 0);
-    let base = record(&p2, "sample")["outputs"]["train"]["rows"]
-        .as_u64()
-        .unwrap();
+    let base = p2.record("sample")["outputs"]["train"]["rows"].as_u64().unwrap();
     assert!(rows > 3 * base && rows <= 4 * base, "{rows} vs {base}");
 }
 
 #[test]
 fn writing_a_default_explicitly_changes_nothing() {
-    let p = Project::new("");
-    copy_pipeline(&p, "pipeline.yaml");
+    let p = Project::shipped("pipeline.yaml");
     assert_eq!(p.dagrun(&["run"]).code, 0);
-    let st = states(
-        &p,
-        &["-P", "sample.max_hist=50", "-P", "split.min_clicks=2"],
-    );
+    let st = states(&p, &["-P", "sample.max_hist=50", "-P", "split.min_clicks=2"]);
     assert!(st.iter().all(|(_, s)| s == "fresh"), "{st:?}");
 }
 
@@ -120,20 +72,13 @@ fn movielens_100k_figures() {
     let Some(data) = common::movielens() else {
         return;
     };
-    let p = Project::new("");
-    copy_pipeline(&p, "examples/movielens-100k.yaml");
-    let r = p.dagrun(&[
-        "run",
-        "--target",
-        "sample",
-        "-I",
-        &format!("clicks.data={}", data.display()),
-    ]);
+    let p = Project::shipped("examples/movielens-100k.yaml");
+    let r = p.dagrun(&["run", "--target", "sample", "-I", &format!("clicks.data={}", data.display())]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert_eq!(record(&p, "clicks")["outputs"]["clicks"]["rows"], 100_000);
-    assert_eq!(record(&p, "sample")["outputs"]["test"]["rows"], 943);
-    assert_eq!(record(&p, "sample")["outputs"]["train"]["rows"], 98_114);
-    let m = &record(&p, "encode")["metrics"];
+    assert_eq!(p.record("clicks")["outputs"]["clicks"]["rows"], 100_000);
+    assert_eq!(p.record("sample")["outputs"]["test"]["rows"], 943);
+    assert_eq!(p.record("sample")["outputs"]["train"]["rows"], 98_114);
+    let m = &p.record("encode")["metrics"];
     for (k, v) in [
         ("user_id", 944.0),
         ("item_id", 1683.0),
@@ -142,24 +87,17 @@ fn movielens_100k_figures() {
         ("occupation", 22.0),
         ("zip_code", 796.0),
     ] {
-        assert_eq!(
-            m[format!("vocab_{k}")].as_f64(),
-            Some(v),
-            "vocabulary of {k}"
-        );
+        assert_eq!(m[format!("vocab_{k}")].as_f64(), Some(v), "vocabulary of {k}");
     }
 }
 
 #[test]
 fn bad_param_of_a_builtin_kind_names_the_place() {
-    let p = Project::new(
-        "stages:\n  clicks:\n    kind: synth\n    params:\n      users: 10\n      clicks: lots\n",
-    );
+    let p = Project::new("stages:\n  clicks:\n    kind: synth\n    params:\n      users: 10\n      clicks: lots\n");
     let r = p.dagrun(&["status"]);
     assert_eq!(r.code, 2);
     insta::assert_snapshot!("ill_typed_param", r.stderr);
-    let p =
-        Project::new("stages:\n  clicks:\n    kind: synth\n    params: {users: 10, clicsk: 5}\n");
+    let p = Project::new("stages:\n  clicks:\n    kind: synth\n    params: {users: 10, clicsk: 5}\n");
     let r = p.dagrun(&["status"]);
     assert_eq!(r.code, 2);
     insta::assert_snapshot!("unknown_param", r.stderr);
@@ -179,10 +117,5 @@ fn bad_click_log_is_exit_2_with_file_line_column() {
     p.write("log.csv", "user_id,item_id,timestamp\n1,2,3\n1,3,soon\n");
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout
-            .contains("log.csv:3:5: timestamp `soon` is not a number"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("log.csv:3:5: timestamp `soon` is not a number"), "{}", r.stdout);
 }

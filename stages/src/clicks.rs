@@ -9,8 +9,12 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 
-use crate::StageError;
 use crate::table;
+use crate::{Format, OutputSpec, StageError};
+
+/// The outputs of every click-log source (`synth`, `ingest`).
+pub const CLICKS_OUTPUT: OutputSpec = OutputSpec { name: "clicks", format: Format::Parquet };
+pub const USERS_OUTPUT: OutputSpec = OutputSpec { name: "users", format: Format::Parquet };
 
 pub const USER: &str = "user_id";
 pub const ITEM: &str = "item_id";
@@ -56,8 +60,7 @@ pub struct UserTable {
 
 impl UserTable {
     pub fn write(self, path: &Path) -> Result<u64, StageError> {
-        let mut columns: Vec<(&str, ArrayRef)> =
-            vec![(USER, Arc::new(StringArray::from(self.ids)))];
+        let mut columns: Vec<(&str, ArrayRef)> = vec![(USER, Arc::new(StringArray::from(self.ids)))];
         for (name, values) in &self.features {
             columns.push((name.as_str(), Arc::new(StringArray::from(values.clone()))));
         }

@@ -98,8 +98,7 @@ impl StageCtx<'_> {
 
     /// Where to write output `name`.
     pub fn output(&self, spec: &OutputSpec) -> PathBuf {
-        self.out_dir
-            .join(format!("{}.{}", spec.name, spec.format.ext()))
+        self.out_dir.join(format!("{}.{}", spec.name, spec.format.ext()))
     }
 }
 

@@ -38,11 +38,7 @@ pub fn compute(users: &[Ranked], ks: &[usize], catalogue: usize) -> BTreeMap<Str
                 hr += 1.0;
                 ndcg += 1.0 / (r as f64 + 2.0).log2();
             }
-            let unseen = u
-                .ranking
-                .iter()
-                .copied()
-                .filter(|i| u.seen.binary_search(i).is_err());
+            let unseen = u.ranking.iter().copied().filter(|i| u.seen.binary_search(i).is_err());
             if let Some(r) = rank_of(unseen, u.target, k) {
                 hr_x += 1.0;
                 ndcg_x += 1.0 / (r as f64 + 2.0).log2();
@@ -52,10 +48,7 @@ pub fn compute(users: &[Ranked], ks: &[usize], catalogue: usize) -> BTreeMap<Str
         m.insert(format!("ndcg@{k}"), ndcg / n);
         m.insert(format!("hr_excl@{k}"), hr_x / n);
         m.insert(format!("ndcg_excl@{k}"), ndcg_x / n);
-        m.insert(
-            format!("coverage@{k}"),
-            covered.len() as f64 / catalogue.max(1) as f64,
-        );
+        m.insert(format!("coverage@{k}"), covered.len() as f64 / catalogue.max(1) as f64);
     }
     m
 }
@@ -72,21 +65,9 @@ mod tests {
     fn hand_computed_rankings() {
         let none: [i32; 0] = [];
         let users = [
-            Ranked {
-                ranking: &[5, 3, 9, 1],
-                target: 3,
-                seen: &none,
-            }, // rank 1
-            Ranked {
-                ranking: &[2, 4, 6, 8],
-                target: 8,
-                seen: &none,
-            }, // rank 3
-            Ranked {
-                ranking: &[7, 1, 2, 3],
-                target: 5,
-                seen: &none,
-            }, // miss
+            Ranked { ranking: &[5, 3, 9, 1], target: 3, seen: &none }, // rank 1
+            Ranked { ranking: &[2, 4, 6, 8], target: 8, seen: &none }, // rank 3
+            Ranked { ranking: &[7, 1, 2, 3], target: 5, seen: &none }, // miss
         ];
         let m = compute(&users, &[1, 2, 4], 10);
         close(m["hr@1"], 0.0);
@@ -101,11 +82,7 @@ mod tests {
 
     #[test]
     fn k_larger_than_the_catalogue() {
-        let users = [Ranked {
-            ranking: &[2, 1],
-            target: 1,
-            seen: &[],
-        }];
+        let users = [Ranked { ranking: &[2, 1], target: 1, seen: &[] }];
         let m = compute(&users, &[100], 2);
         close(m["hr@100"], 1.0);
         close(m["ndcg@100"], 1.0 / 3f64.log2());
@@ -114,11 +91,7 @@ mod tests {
 
     #[test]
     fn exclusion_moves_the_target_up() {
-        let users = [Ranked {
-            ranking: &[4, 6, 7, 9],
-            target: 7,
-            seen: &[4, 6],
-        }];
+        let users = [Ranked { ranking: &[4, 6, 7, 9], target: 7, seen: &[4, 6] }];
         let m = compute(&users, &[1, 3], 10);
         close(m["hr@1"], 0.0);
         close(m["hr_excl@1"], 1.0);
@@ -131,16 +104,8 @@ mod tests {
         // A popularity list with tied counts is broken by item index before it gets
         // here; the metric then takes the order as it is.
         let users = [
-            Ranked {
-                ranking: &[1, 2, 3],
-                target: 2,
-                seen: &[],
-            },
-            Ranked {
-                ranking: &[1, 2, 3],
-                target: 3,
-                seen: &[],
-            },
+            Ranked { ranking: &[1, 2, 3], target: 2, seen: &[] },
+            Ranked { ranking: &[1, 2, 3], target: 3, seen: &[] },
         ];
         let m = compute(&users, &[2], 3);
         close(m["hr@2"], 0.5);

@@ -16,33 +16,19 @@ pub struct ParamError {
 ///
 /// Each key is first tried on its own (every field of a param struct has a default),
 /// so an ill-typed value is reported against its key instead of against the whole map.
-pub fn check<P: DeserializeOwned + Serialize>(
-    value: serde_json::Value,
-) -> Result<serde_json::Value, ParamError> {
+pub fn check<P: DeserializeOwned + Serialize>(value: serde_json::Value) -> Result<serde_json::Value, ParamError> {
     let serde_json::Value::Object(map) = value else {
-        return Err(ParamError {
-            key: None,
-            message: "params must be a mapping".into(),
-        });
+        return Err(ParamError { key: None, message: "params must be a mapping".into() });
     };
     for (k, v) in &map {
         let single = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
         if let Err(e) = serde_json::from_value::<P>(single) {
-            return Err(ParamError {
-                key: Some(k.clone()),
-                message: strip_position(&e.to_string()),
-            });
+            return Err(ParamError { key: Some(k.clone()), message: strip_position(&e.to_string()) });
         }
     }
-    let typed: P =
-        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| ParamError {
-            key: None,
-            message: strip_position(&e.to_string()),
-        })?;
-    serde_json::to_value(typed).map_err(|e| ParamError {
-        key: None,
-        message: e.to_string(),
-    })
+    let typed: P = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| ParamError { key: None, message: strip_position(&e.to_string()) })?;
+    serde_json::to_value(typed).map_err(|e| ParamError { key: None, message: e.to_string() })
 }
 
 /// Reads already-checked params into the kind's struct.
@@ -73,23 +59,14 @@ mod tests {
     }
     impl Default for P {
         fn default() -> Self {
-            P {
-                ratio: 5,
-                name: "x".into(),
-            }
+            P { ratio: 5, name: "x".into() }
         }
     }
 
     #[test]
     fn fills_defaults() {
-        assert_eq!(
-            check::<P>(json!({})).unwrap(),
-            json!({"ratio": 5, "name": "x"})
-        );
-        assert_eq!(
-            check::<P>(json!({"ratio": 5})).unwrap(),
-            check::<P>(json!({})).unwrap()
-        );
+        assert_eq!(check::<P>(json!({})).unwrap(), json!({"ratio": 5, "name": "x"}));
+        assert_eq!(check::<P>(json!({"ratio": 5})).unwrap(), check::<P>(json!({})).unwrap());
     }
 
     #[test]

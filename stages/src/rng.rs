@@ -17,9 +17,7 @@ impl Rng {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         };
-        Rng {
-            s: [next(), next(), next(), next()],
-        }
+        Rng { s: [next(), next(), next(), next()] }
     }
 
     /// An independent stream for sub-task `index` (a user, a thread).
@@ -87,11 +85,7 @@ impl Alias {
 
     pub fn sample(&self, rng: &mut Rng) -> usize {
         let i = rng.below(self.prob.len() as u64) as usize;
-        if rng.f64() < self.prob[i] {
-            i
-        } else {
-            self.alias[i] as usize
-        }
+        if rng.f64() < self.prob[i] { i } else { self.alias[i] as usize }
     }
 }
 

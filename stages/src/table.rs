@@ -21,9 +21,7 @@ const ROW_GROUP: usize = 256 * 1024;
 fn properties() -> WriterProperties {
     WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("zstd level 1 exists"),
-        ))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 exists")))
         .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_created_by("dagrun".to_string())
@@ -65,10 +63,8 @@ pub fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) -> Result<u64, StageEr
 
 /// Builds a record batch from named columns (nullability taken from the data).
 pub fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, StageError> {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(n, a)| Field::new(*n, a.data_type().clone(), a.null_count() > 0))
-        .collect();
+    let fields: Vec<Field> =
+        columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), a.null_count() > 0)).collect();
     let schema = Arc::new(Schema::new(fields));
     RecordBatch::try_new(schema, columns.into_iter().map(|(_, a)| a).collect()).map_err(failed)
 }
@@ -87,21 +83,14 @@ pub fn read(path: &Path) -> Result<RecordBatch, StageError> {
 }
 
 /// A column of `batch` by name, downcast to the array type `A`.
-pub fn column<'b, A: Array + 'static>(
-    batch: &'b RecordBatch,
-    name: &str,
-    path: &Path,
-) -> Result<&'b A, StageError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<A>())
-        .ok_or_else(|| {
-            StageError::Failed(format!(
-                "{}: column `{name}` is missing or of the wrong type (schema: {})",
-                path.display(),
-                batch.schema()
-            ))
-        })
+pub fn column<'b, A: Array + 'static>(batch: &'b RecordBatch, name: &str, path: &Path) -> Result<&'b A, StageError> {
+    batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<A>()).ok_or_else(|| {
+        StageError::Failed(format!(
+            "{}: column `{name}` is missing or of the wrong type (schema: {})",
+            path.display(),
+            batch.schema()
+        ))
+    })
 }
 
 pub fn failed(e: impl std::fmt::Display) -> StageError {

@@ -69,12 +69,7 @@ impl Users {
     pub fn read(path: &Path, with_user_id: bool) -> Result<Users, StageError> {
         let b = table::read(path)?;
         let n = b.num_rows() + 1;
-        let mut users = Users {
-            codes: Vec::new(),
-            features: Vec::new(),
-            dense: Vec::new(),
-            dense_names: Vec::new(),
-        };
+        let mut users = Users { codes: Vec::new(), features: Vec::new(), dense: Vec::new(), dense_names: Vec::new() };
         let ids = table::column::<Int32Array>(&b, USER_IDX, path)?;
         let mut row_of = vec![usize::MAX; n];
         for (row, u) in ids.values().iter().enumerate() {
@@ -83,36 +78,19 @@ impl Users {
             }
         }
         let by_user = |values: &dyn Fn(usize) -> f32| -> Vec<f32> {
-            (0..n)
-                .map(|u| {
-                    if row_of[u] == usize::MAX {
-                        0.0
-                    } else {
-                        values(row_of[u])
-                    }
-                })
-                .collect()
+            (0..n).map(|u| if row_of[u] == usize::MAX { 0.0 } else { values(row_of[u]) }).collect()
         };
         if with_user_id {
             users.codes.push((0..n as i32).collect());
-            users.features.push(Feature {
-                name: USER_IDX.into(),
-                vocab: n,
-            });
+            users.features.push(Feature { name: USER_IDX.into(), vocab: n });
         }
         for field in b.schema().fields().iter().filter(|f| f.name() != USER_IDX) {
             let col = b.column_by_name(field.name()).expect("field of this batch");
             if let Some(c) = col.as_any().downcast_ref::<Int32Array>() {
-                let codes: Vec<i32> = by_user(&|r| c.value(r) as f32)
-                    .into_iter()
-                    .map(|x| x as i32)
-                    .collect();
+                let codes: Vec<i32> = by_user(&|r| c.value(r) as f32).into_iter().map(|x| x as i32).collect();
                 let vocab = codes.iter().copied().max().unwrap_or(0) as usize + 1;
                 users.codes.push(codes);
-                users.features.push(Feature {
-                    name: field.name().clone(),
-                    vocab,
-                });
+                users.features.push(Feature { name: field.name().clone(), vocab });
             } else if let Some(c) = col.as_any().downcast_ref::<Float32Array>() {
                 users.dense.push(by_user(&|r| c.value(r)));
                 users.dense_names.push(field.name().clone());
@@ -143,24 +121,12 @@ impl Examples {
         let label = table::column::<Int8Array>(&b, LABEL, path)?;
         let age = table::column::<Float32Array>(&b, EXAMPLE_AGE, path)?;
         let hist = table::column::<ListArray>(&b, HIST, path)?;
-        let values = hist
-            .values()
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .ok_or_else(|| {
-                StageError::Failed(format!(
-                    "{}: column `hist` must be a list of int32",
-                    path.display()
-                ))
+        let values =
+            hist.values().as_any().downcast_ref::<Int32Array>().ok_or_else(|| {
+                StageError::Failed(format!("{}: column `hist` must be a list of int32", path.display()))
             })?;
         let offsets = hist.value_offsets();
-        let mut ex = Examples {
-            user: vec![],
-            item: vec![],
-            hist_offsets: vec![0],
-            hist: vec![],
-            age: vec![],
-        };
+        let mut ex = Examples { user: vec![], item: vec![], hist_offsets: vec![0], hist: vec![], age: vec![] };
         for r in 0..b.num_rows() {
             if positives_only && label.value(r) != 1 {
                 continue;
@@ -169,8 +135,7 @@ impl Examples {
             ex.item.push(item.value(r));
             ex.age.push(age.value(r));
             let (s, e) = (offsets[r] as usize, offsets[r + 1] as usize);
-            ex.hist
-                .extend(values.values()[s..e].iter().filter(|&&h| h != 0));
+            ex.hist.extend(values.values()[s..e].iter().filter(|&&h| h != 0));
             ex.hist_offsets.push(ex.hist.len());
         }
         Ok(ex)
@@ -212,11 +177,7 @@ impl Table {
 
     pub fn from_tensor(t: &Tensor) -> Result<Table, StageError> {
         let (rows, dim) = t.dims2().map_err(failed)?;
-        let data = t
-            .to_dtype(DType::F32)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1())
-            .map_err(failed)?;
+        let data = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).map_err(failed)?;
         Ok(Table { rows, dim, data })
     }
 }
@@ -232,16 +193,7 @@ pub struct Model {
 impl Model {
     /// Writes one example's tower input into `out`; `hist` holds nonzero items.
     pub fn user_input(&self, users: &Users, user: i32, hist: &[i32], age: f32, out: &mut [f32]) {
-        user_input(
-            &self.config,
-            &self.items,
-            &self.features,
-            users,
-            user,
-            hist,
-            age,
-            out,
-        );
+        user_input(&self.config, &self.items, &self.features, users, user, hist, age, out);
     }
 
     /// L2-normalised user vectors for tower inputs `x` ([n, input_dim]).
@@ -257,14 +209,8 @@ impl Model {
             tensors.insert(format!("feature.{}", f.name), t.to_tensor(&dev)?);
         }
         for (k, (w, b)) in self.tower.iter().enumerate() {
-            tensors.insert(
-                format!("tower.{k}.weight"),
-                w.to_device(&dev).map_err(failed)?,
-            );
-            tensors.insert(
-                format!("tower.{k}.bias"),
-                b.to_device(&dev).map_err(failed)?,
-            );
+            tensors.insert(format!("tower.{k}.weight"), w.to_device(&dev).map_err(failed)?);
+            tensors.insert(format!("tower.{k}.bias"), b.to_device(&dev).map_err(failed)?);
         }
         candle_core::safetensors::save(&tensors, path).map_err(failed)
     }
@@ -272,9 +218,7 @@ impl Model {
     pub fn load(path: &Path, config: ModelConfig, device: &Device) -> Result<Model, StageError> {
         let mut t = candle_core::safetensors::load(path, &Device::Cpu).map_err(failed)?;
         let mut take = |name: &str| {
-            t.remove(name).ok_or_else(|| {
-                StageError::Failed(format!("{}: no tensor `{name}`", path.display()))
-            })
+            t.remove(name).ok_or_else(|| StageError::Failed(format!("{}: no tensor `{name}`", path.display())))
         };
         let items = Table::from_tensor(&take("item_emb")?)?;
         let features = config
@@ -284,20 +228,11 @@ impl Model {
             .collect::<Result<_, _>>()?;
         let mut tower = Vec::new();
         for k in 0..config.hidden_units.len() {
-            let w = take(&format!("tower.{k}.weight"))?
-                .to_device(device)
-                .map_err(failed)?;
-            let b = take(&format!("tower.{k}.bias"))?
-                .to_device(device)
-                .map_err(failed)?;
+            let w = take(&format!("tower.{k}.weight"))?.to_device(device).map_err(failed)?;
+            let b = take(&format!("tower.{k}.bias"))?.to_device(device).map_err(failed)?;
             tower.push((w, b));
         }
-        Ok(Model {
-            config,
-            items,
-            features,
-            tower,
-        })
+        Ok(Model { config, items, features, tower })
     }
 }
 
@@ -348,10 +283,7 @@ pub fn pool(items: &Table, hist: &[i32], out: &mut [f32]) {
 }
 
 /// ReLU between layers, none after the last: the last layer's output is the user vector.
-pub fn tower_forward<T: AsRef<Tensor>>(
-    layers: &[(T, T)],
-    x: &Tensor,
-) -> candle_core::Result<Tensor> {
+pub fn tower_forward<T: AsRef<Tensor>>(layers: &[(T, T)], x: &Tensor) -> candle_core::Result<Tensor> {
     let mut h = x.clone();
     for (k, (w, b)) in layers.iter().enumerate() {
         h = h.matmul(&w.as_ref().t()?)?.broadcast_add(b.as_ref())?;
@@ -372,22 +304,19 @@ pub fn normalize(x: &Tensor) -> candle_core::Result<Tensor> {
 /// what `auto` chose.
 pub fn device(name: &str) -> Result<(Device, Option<String>), StageError> {
     let ordinal = |s: &str| {
-        s.parse::<usize>().map_err(|_| {
-            StageError::BadInput(format!(
-                "device `{name}`: expected cpu, cuda, cuda:N or auto"
-            ))
-        })
+        s.parse::<usize>()
+            .map_err(|_| StageError::BadInput(format!("device `{name}`: expected cpu, cuda, cuda:N or auto")))
     };
     match name {
         "cpu" => Ok((Device::Cpu, None)),
         "auto" => {
             if cfg!(feature = "cuda") && candle_core::utils::cuda_is_available() {
-                Ok((
-                    Device::new_cuda(0).map_err(failed)?,
-                    Some("device auto: using cuda:0".into()),
-                ))
+                Ok((Device::new_cuda(0).map_err(failed)?, Some("device auto: using cuda:0".into())))
             } else {
-                Ok((Device::Cpu, Some("device auto: no CUDA GPU (or built without the `cuda` feature), using the CPU".into())))
+                Ok((
+                    Device::Cpu,
+                    Some("device auto: no CUDA GPU (or built without the `cuda` feature), using the CPU".into()),
+                ))
             }
         }
         _ => {
@@ -395,9 +324,7 @@ pub fn device(name: &str) -> Result<(Device, Option<String>), StageError> {
                 Some("") => 0,
                 Some(rest) => ordinal(rest.strip_prefix(':').unwrap_or("x"))?,
                 None => {
-                    return Err(StageError::BadInput(format!(
-                        "device `{name}`: expected cpu, cuda, cuda:N or auto"
-                    )));
+                    return Err(StageError::BadInput(format!("device `{name}`: expected cpu, cuda, cuda:N or auto")));
                 }
             };
             if !cfg!(feature = "cuda") {
@@ -405,11 +332,7 @@ pub fn device(name: &str) -> Result<(Device, Option<String>), StageError> {
                     "device `{name}`: this dagrun was built without CUDA; rebuild with `--features cuda` or use device cpu/auto"
                 )));
             }
-            Ok((
-                Device::new_cuda(n)
-                    .map_err(|e| StageError::BadInput(format!("device `{name}`: {e}")))?,
-                None,
-            ))
+            Ok((Device::new_cuda(n).map_err(|e| StageError::BadInput(format!("device `{name}`: {e}")))?, None))
         }
     }
 }

@@ -46,6 +46,17 @@ impl Project {
         Project { dir }
     }
 
+    /// A project holding a copy of a pipeline shipped in this repository.
+    pub fn shipped(rel: &str) -> Project {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).expect("shipped pipeline");
+        Project::new(&text)
+    }
+
+    /// The newest record of `stage` in the default store, as JSON.
+    pub fn record(&self, stage: &str) -> serde_json::Value {
+        serde_json::from_str(&self.read(&format!("artifacts/latest/{stage}/.record.json"))).expect("a record")
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -62,9 +73,7 @@ impl Project {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dagrun"));
-        c.args(args)
-            .current_dir(self.path())
-            .env_remove("DAGRUN_STORE");
+        c.args(args).current_dir(self.path()).env_remove("DAGRUN_STORE");
         c
     }
 

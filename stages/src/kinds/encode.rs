@@ -9,9 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use serde::{Deserialize, Serialize};
 
 use crate::clicks::{ITEM, TIMESTAMP, USER};
@@ -36,28 +34,14 @@ pub struct EncodeParams {
 
 impl Default for EncodeParams {
     fn default() -> Self {
-        EncodeParams {
-            dense: vec![Transform::X, Transform::X2, Transform::Log],
-        }
+        EncodeParams { dense: vec![Transform::X, Transform::X2, Transform::Log] }
     }
 }
 
-pub(crate) const TRAIN: OutputSpec = OutputSpec {
-    name: "train",
-    format: Format::Parquet,
-};
-pub(crate) const TEST: OutputSpec = OutputSpec {
-    name: "test",
-    format: Format::Parquet,
-};
-pub(crate) const USERS: OutputSpec = OutputSpec {
-    name: "users",
-    format: Format::Parquet,
-};
-pub(crate) const VOCAB: OutputSpec = OutputSpec {
-    name: "vocab",
-    format: Format::Parquet,
-};
+pub(crate) const TRAIN: OutputSpec = OutputSpec { name: "train", format: Format::Parquet };
+pub(crate) const TEST: OutputSpec = OutputSpec { name: "test", format: Format::Parquet };
+pub(crate) const USERS: OutputSpec = OutputSpec { name: "users", format: Format::Parquet };
+pub(crate) const VOCAB: OutputSpec = OutputSpec { name: "vocab", format: Format::Parquet };
 
 pub const SPEC: KindSpec = KindSpec {
     name: "encode",
@@ -84,49 +68,33 @@ impl<'a> Vocab<'a> {
         let mut values: Vec<&str> = columns.iter().flat_map(|c| c.iter().flatten()).collect();
         values.sort_unstable();
         values.dedup();
-        let index = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (*v, i as i32 + 1))
-            .collect();
+        let index = values.iter().enumerate().map(|(i, v)| (*v, i as i32 + 1)).collect();
         Vocab { values, index }
     }
 
     fn encode(&self, column: &StringArray) -> Int32Array {
-        column
-            .iter()
-            .map(|v| Some(v.and_then(|v| self.index.get(v).copied()).unwrap_or(0)))
-            .collect()
+        column.iter().map(|v| Some(v.and_then(|v| self.index.get(v).copied()).unwrap_or(0))).collect()
     }
 }
 
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: EncodeParams = params::typed(ctx.params)?;
-    let (train_path, test_path, users_path) =
-        (ctx.input("train")?, ctx.input("test")?, ctx.input("users")?);
+    let (train_path, test_path, users_path) = (ctx.input("train")?, ctx.input("test")?, ctx.input("users")?);
     let train = table::read(train_path)?;
     let test = table::read(test_path)?;
     let users = table::read(users_path)?;
-    let strings =
-        |b: &'_ RecordBatch, name: &str, path: &Path| -> Result<StringArray, StageError> {
-            Ok(table::column::<StringArray>(b, name, path)?.clone())
-        };
-    let (tr_u, tr_i) = (
-        strings(&train, USER, train_path)?,
-        strings(&train, ITEM, train_path)?,
-    );
-    let (te_u, te_i) = (
-        strings(&test, USER, test_path)?,
-        strings(&test, ITEM, test_path)?,
-    );
+    let strings = |b: &'_ RecordBatch, name: &str, path: &Path| -> Result<StringArray, StageError> {
+        Ok(table::column::<StringArray>(b, name, path)?.clone())
+    };
+    let (tr_u, tr_i) = (strings(&train, USER, train_path)?, strings(&train, ITEM, train_path)?);
+    let (te_u, te_i) = (strings(&test, USER, test_path)?, strings(&test, ITEM, test_path)?);
     let user_vocab = Vocab::fit(&[&tr_u, &te_u]);
     let item_vocab = Vocab::fit(&[&tr_i, &te_i]);
 
     let mut report = Report::default();
-    for (spec, batch, path, u, i) in [
-        (&TRAIN, &train, train_path, &tr_u, &tr_i),
-        (&TEST, &test, test_path, &te_u, &te_i),
-    ] {
+    for (spec, batch, path, u, i) in
+        [(&TRAIN, &train, train_path, &tr_u, &tr_i), (&TEST, &test, test_path, &te_u, &te_i)]
+    {
         let ts = table::column::<Int64Array>(batch, TIMESTAMP, path)?.clone();
         let rows = table::write(
             &ctx.output(spec),
@@ -150,41 +118,20 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     }
     let mut vocab_rows: Vec<(String, i32, String)> = Vec::new();
     for (name, v) in [(USER, &user_vocab), (ITEM, &item_vocab)] {
-        vocab_rows.extend(
-            v.values
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (name.to_string(), i as i32 + 1, s.to_string())),
-        );
+        vocab_rows.extend(v.values.iter().enumerate().map(|(i, s)| (name.to_string(), i as i32 + 1, s.to_string())));
     }
-    let mut user_columns: Vec<(String, ArrayRef)> = vec![(
-        USER_IDX.to_string(),
-        Arc::new(Int32Array::from_iter_values(1..=n_users as i32)),
-    )];
+    let mut user_columns: Vec<(String, ArrayRef)> =
+        vec![(USER_IDX.to_string(), Arc::new(Int32Array::from_iter_values(1..=n_users as i32)))];
     let schema = users.schema();
     for field in schema.fields().iter().filter(|f| f.name() != USER) {
         let col = strings(&users, field.name(), users_path)?;
         let vocab = Vocab::fit(&[&col]);
         let codes: Int32Array = (1..=n_users)
-            .map(|u| {
-                Some(
-                    row_of_user[u]
-                        .and_then(|r| col.is_valid(r).then(|| vocab.index[col.value(r)]))
-                        .unwrap_or(0),
-                )
-            })
+            .map(|u| Some(row_of_user[u].and_then(|r| col.is_valid(r).then(|| vocab.index[col.value(r)])).unwrap_or(0)))
             .collect();
-        vocab_rows.extend(
-            vocab
-                .values
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (field.name().clone(), i as i32 + 1, s.to_string())),
-        );
-        report.metrics.insert(
-            format!("vocab_{}", field.name()),
-            vocab.values.len() as f64 + 1.0,
-        );
+        vocab_rows
+            .extend(vocab.values.iter().enumerate().map(|(i, s)| (field.name().clone(), i as i32 + 1, s.to_string())));
+        report.metrics.insert(format!("vocab_{}", field.name()), vocab.values.len() as f64 + 1.0);
         user_columns.push((field.name().clone(), Arc::new(codes)));
     }
     // Dense: the user's number of training clicks (activity).
@@ -195,46 +142,25 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     for (name, values) in dense_columns("activity", &activity[1..], &p.dense) {
         user_columns.push((name, Arc::new(values)));
     }
-    let cols: Vec<(&str, ArrayRef)> = user_columns
-        .iter()
-        .map(|(n, a)| (n.as_str(), a.clone()))
-        .collect();
-    report
-        .rows
-        .insert("users".into(), table::write(&ctx.output(&USERS), cols)?);
+    let cols: Vec<(&str, ArrayRef)> = user_columns.iter().map(|(n, a)| (n.as_str(), a.clone())).collect();
+    report.rows.insert("users".into(), table::write(&ctx.output(&USERS), cols)?);
 
-    report
-        .metrics
-        .insert("vocab_user_id".into(), n_users as f64 + 1.0);
-    report
-        .metrics
-        .insert("vocab_item_id".into(), item_vocab.values.len() as f64 + 1.0);
+    report.metrics.insert("vocab_user_id".into(), n_users as f64 + 1.0);
+    report.metrics.insert("vocab_item_id".into(), item_vocab.values.len() as f64 + 1.0);
     let feature: StringArray = vocab_rows.iter().map(|r| Some(r.0.as_str())).collect();
     let index: Int32Array = vocab_rows.iter().map(|r| Some(r.1)).collect();
     let value: StringArray = vocab_rows.iter().map(|r| Some(r.2.as_str())).collect();
     let rows = table::write(
         &ctx.output(&VOCAB),
-        vec![
-            ("feature", Arc::new(feature) as ArrayRef),
-            ("index", Arc::new(index)),
-            ("value", Arc::new(value)),
-        ],
+        vec![("feature", Arc::new(feature) as ArrayRef), ("index", Arc::new(index)), ("value", Arc::new(value))],
     )?;
     report.rows.insert("vocab".into(), rows);
     Ok(report)
 }
 
 /// `name_x`, `name_x2`, `name_log` columns of `values` scaled by their maximum.
-pub fn dense_columns(
-    name: &str,
-    values: &[f64],
-    transforms: &[Transform],
-) -> Vec<(String, Float32Array)> {
-    let max = values
-        .iter()
-        .cloned()
-        .fold(0.0, f64::max)
-        .max(f64::MIN_POSITIVE);
+pub fn dense_columns(name: &str, values: &[f64], transforms: &[Transform]) -> Vec<(String, Float32Array)> {
+    let max = values.iter().cloned().fold(0.0, f64::max).max(f64::MIN_POSITIVE);
     transforms
         .iter()
         .map(|t| {
@@ -243,10 +169,7 @@ pub fn dense_columns(
                 Transform::X2 => ("x2", |v, m| (v / m).powi(2)),
                 Transform::Log => ("log", |v, m| (1.0 + v).ln() / (1.0 + m).ln()),
             };
-            (
-                format!("{name}_{suffix}"),
-                values.iter().map(|&v| f(v, max) as f32).collect(),
-            )
+            (format!("{name}_{suffix}"), values.iter().map(|&v| f(v, max) as f32).collect())
         })
         .collect()
 }
@@ -262,20 +185,12 @@ mod tests {
         let v = Vocab::fit(&[&a, &b]);
         assert_eq!(v.values, ["a", "b", "c", "d"]);
         assert_eq!(v.encode(&a).values(), &[2, 1, 3, 1]);
-        assert_eq!(
-            v.encode(&StringArray::from(vec!["zz"])).values(),
-            &[0],
-            "unknown is 0"
-        );
+        assert_eq!(v.encode(&StringArray::from(vec!["zz"])).values(), &[0], "unknown is 0");
     }
 
     #[test]
     fn dense_transforms() {
-        let cols = dense_columns(
-            "a",
-            &[0.0, 1.0, 3.0],
-            &[Transform::X, Transform::X2, Transform::Log],
-        );
+        let cols = dense_columns("a", &[0.0, 1.0, 3.0], &[Transform::X, Transform::X2, Transform::Log]);
         assert_eq!(cols[0].0, "a_x");
         assert_eq!(cols[0].1.values(), &[0.0, 1.0 / 3.0, 1.0]);
         assert!((cols[1].1.value(1) - 1.0 / 9.0).abs() < 1e-6);

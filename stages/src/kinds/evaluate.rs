@@ -5,9 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, StringArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, StringArray};
 use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
@@ -30,27 +28,13 @@ pub struct EvaluateParams {
 
 impl Default for EvaluateParams {
     fn default() -> Self {
-        EvaluateParams {
-            ks: vec![10, 50, 100, 200],
-            connectivity: 16,
-            expansion_add: 128,
-            expansion_search: 512,
-        }
+        EvaluateParams { ks: vec![10, 50, 100, 200], connectivity: 16, expansion_add: 128, expansion_search: 512 }
     }
 }
 
-const INDEX: OutputSpec = OutputSpec {
-    name: "index",
-    format: Format::Usearch,
-};
-const TOPK: OutputSpec = OutputSpec {
-    name: "topk",
-    format: Format::Parquet,
-};
-pub(crate) const METRICS: OutputSpec = OutputSpec {
-    name: "metrics",
-    format: Format::Json,
-};
+const INDEX: OutputSpec = OutputSpec { name: "index", format: Format::Usearch };
+const TOPK: OutputSpec = OutputSpec { name: "topk", format: Format::Parquet };
+pub(crate) const METRICS: OutputSpec = OutputSpec { name: "metrics", format: Format::Json };
 
 pub const SPEC: KindSpec = KindSpec {
     name: "evaluate",
@@ -70,45 +54,22 @@ struct Vectors {
     dim: usize,
 }
 
-fn read_vectors(
-    path: &Path,
-    id: &str,
-    raw: &str,
-) -> Result<(Vectors, Option<Vec<i32>>), StageError> {
+fn read_vectors(path: &Path, id: &str, raw: &str) -> Result<(Vectors, Option<Vec<i32>>), StageError> {
     let b = table::read(path)?;
     let idx = table::column::<Int32Array>(&b, id, path)?.values().to_vec();
     let raw_col = table::column::<StringArray>(&b, raw, path)?;
-    let raw = (0..raw_col.len())
-        .map(|i| raw_col.value(i).to_string())
-        .collect();
+    let raw = (0..raw_col.len()).map(|i| raw_col.value(i).to_string()).collect();
     let emb = table::column::<FixedSizeListArray>(&b, EMBEDDING, path)?;
     let dim = emb.value_length() as usize;
     let values = emb
         .values()
         .as_any()
         .downcast_ref::<Float32Array>()
-        .ok_or_else(|| {
-            StageError::Failed(format!("{}: `embedding` must hold float32", path.display()))
-        })?;
+        .ok_or_else(|| StageError::Failed(format!("{}: `embedding` must hold float32", path.display())))?;
     let data = values.values()[..idx.len() * dim].to_vec();
-    let target = if id == USER_IDX {
-        Some(
-            table::column::<Int32Array>(&b, ITEM_IDX, path)?
-                .values()
-                .to_vec(),
-        )
-    } else {
-        None
-    };
-    Ok((
-        Vectors {
-            idx,
-            raw,
-            data,
-            dim,
-        },
-        target,
-    ))
+    let target =
+        if id == USER_IDX { Some(table::column::<Int32Array>(&b, ITEM_IDX, path)?.values().to_vec()) } else { None };
+    Ok((Vectors { idx, raw, data, dim }, target))
 }
 
 /// Each user's training items, sorted, indexed by user index.
@@ -131,9 +92,7 @@ pub fn seen_items(path: &Path) -> Result<Vec<Vec<i32>>, StageError> {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: EvaluateParams = params::typed(ctx.params)?;
     if p.ks.is_empty() || p.ks.contains(&0) {
-        return Err(StageError::BadInput(
-            "evaluate: `ks` must list positive cut-offs".into(),
-        ));
+        return Err(StageError::BadInput("evaluate: `ks` must list positive cut-offs".into()));
     }
     let (users, targets) = read_vectors(ctx.input("users")?, USER_IDX, USER)?;
     let targets = targets.unwrap_or_default();
@@ -164,9 +123,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let index = Index::new(&options).map_err(failed)?;
     index.reserve_capacity_and_threads(n, 1).map_err(failed)?;
     for (row, &key) in items.idx.iter().enumerate() {
-        index
-            .add(key as u64, &items.data[row * d..(row + 1) * d])
-            .map_err(failed)?;
+        index.add(key as u64, &items.data[row * d..(row + 1) * d]).map_err(failed)?;
     }
     let path = ctx.output(&INDEX);
     index.save(&path.to_string_lossy()).map_err(failed)?;
@@ -187,53 +144,33 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         for (j, s) in all.iter_mut().enumerate() {
             *s = dot(q, &items.data[j * d..(j + 1) * d]);
         }
-        order.sort_unstable_by(|&a, &b| {
-            all[b]
-                .total_cmp(&all[a])
-                .then(items.idx[a].cmp(&items.idx[b]))
-        });
+        order.sort_unstable_by(|&a, &b| all[b].total_cmp(&all[a]).then(items.idx[a].cmp(&items.idx[b])));
         exact.push(order[..depth].iter().map(|&j| items.idx[j]).collect());
         if r % 256 == 0 {
             ctx.progress.set_position(r as u64);
         }
     }
     let ranked: Vec<Ranked> = (0..users.idx.len())
-        .map(|r| Ranked {
-            ranking: &hnsw[r],
-            target: targets[r],
-            seen: seen_of(users.idx[r]),
-        })
+        .map(|r| Ranked { ranking: &hnsw[r], target: targets[r], seen: seen_of(users.idx[r]) })
         .collect();
     let mut m = metrics::compute(&ranked, &p.ks, n);
     for &k in &p.ks {
         let k_eff = k.min(n).max(1);
         let overlap: f64 = (0..users.idx.len())
             .map(|r| {
-                let e: std::collections::HashSet<i32> =
-                    exact[r].iter().take(k_eff).copied().collect();
+                let e: std::collections::HashSet<i32> = exact[r].iter().take(k_eff).copied().collect();
                 hnsw[r].iter().take(k_eff).filter(|i| e.contains(i)).count() as f64 / k_eff as f64
             })
             .sum();
-        m.insert(
-            format!("index_recall@{k}"),
-            overlap / users.idx.len().max(1) as f64,
-        );
+        m.insert(format!("index_recall@{k}"), overlap / users.idx.len().max(1) as f64);
     }
     m.insert("users".into(), users.idx.len() as f64);
-    std::fs::write(
-        ctx.output(&METRICS),
-        serde_json::to_vec_pretty(&m).map_err(failed)?,
-    )?;
+    std::fs::write(ctx.output(&METRICS), serde_json::to_vec_pretty(&m).map_err(failed)?)?;
 
     // The top-K lists, for people to look at.
-    let item_raw: std::collections::HashMap<i32, &str> = items
-        .idx
-        .iter()
-        .zip(&items.raw)
-        .map(|(i, r)| (*i, r.as_str()))
-        .collect();
-    let (mut uid, mut uidx, mut rank, mut iid, mut iidx, mut score) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let item_raw: std::collections::HashMap<i32, &str> =
+        items.idx.iter().zip(&items.raw).map(|(i, r)| (*i, r.as_str())).collect();
+    let (mut uid, mut uidx, mut rank, mut iid, mut iidx, mut score) = (vec![], vec![], vec![], vec![], vec![], vec![]);
     for r in 0..users.idx.len() {
         for (k, (&item, &s)) in hnsw[r].iter().zip(&scores[r]).take(k_max).enumerate() {
             uid.push(users.raw[r].clone());
@@ -255,10 +192,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
             ("score", Arc::new(Float32Array::from(score))),
         ],
     )?;
-    let mut report = Report {
-        metrics: m,
-        ..Default::default()
-    };
+    let mut report = Report { metrics: m, ..Default::default() };
     report.rows.insert("topk".into(), rows);
     Ok(report)
 }

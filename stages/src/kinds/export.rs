@@ -7,9 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use datafusion::arrow::array::{
-    ArrayRef, FixedSizeListArray, Float32Array, Int32Array, StringArray,
-};
+use datafusion::arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int32Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field};
 use serde::{Deserialize, Serialize};
 
@@ -23,14 +21,8 @@ use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
 #[serde(deny_unknown_fields, default)]
 pub struct ExportParams {}
 
-const USERS: OutputSpec = OutputSpec {
-    name: "users",
-    format: Format::Parquet,
-};
-const ITEMS: OutputSpec = OutputSpec {
-    name: "items",
-    format: Format::Parquet,
-};
+const USERS: OutputSpec = OutputSpec { name: "users", format: Format::Parquet };
+const ITEMS: OutputSpec = OutputSpec { name: "items", format: Format::Parquet };
 
 pub const SPEC: KindSpec = KindSpec {
     name: "export",
@@ -50,22 +42,13 @@ pub fn raw_ids(vocab: &Path, feature: &str) -> Result<HashMap<i32, String>, Stag
     let f = table::column::<StringArray>(&b, "feature", vocab)?;
     let i = table::column::<Int32Array>(&b, "index", vocab)?;
     let v = table::column::<StringArray>(&b, "value", vocab)?;
-    Ok((0..b.num_rows())
-        .filter(|&r| f.value(r) == feature)
-        .map(|r| (i.value(r), v.value(r).to_string()))
-        .collect())
+    Ok((0..b.num_rows()).filter(|&r| f.value(r) == feature).map(|r| (i.value(r), v.value(r).to_string())).collect())
 }
 
 /// A fixed-size-list column of `dim` float32s per row.
 pub fn embedding_column(values: Vec<f32>, dim: usize) -> Result<FixedSizeListArray, StageError> {
     let field = Arc::new(Field::new("item", DataType::Float32, false));
-    FixedSizeListArray::try_new(
-        field,
-        dim as i32,
-        Arc::new(Float32Array::from(values)),
-        None,
-    )
-    .map_err(failed)
+    FixedSizeListArray::try_new(field, dim as i32, Arc::new(Float32Array::from(values)), None).map_err(failed)
 }
 
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
@@ -74,16 +57,8 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let dev = Device::Cpu;
     let model = Model::load(ctx.input("model")?, config, &dev)?;
     let cfg = &model.config;
-    let users = Users::read(
-        ctx.input("users")?,
-        cfg.features.first().is_some_and(|f| f.name == USER_IDX),
-    )?;
-    if users
-        .features
-        .iter()
-        .map(|f| &f.name)
-        .ne(cfg.features.iter().map(|f| &f.name))
-        || users.dense_names != cfg.dense
+    let users = Users::read(ctx.input("users")?, cfg.features.first().is_some_and(|f| f.name == USER_IDX))?;
+    if users.features.iter().map(|f| &f.name).ne(cfg.features.iter().map(|f| &f.name)) || users.dense_names != cfg.dense
     {
         return Err(StageError::Failed(
             "export: the users table does not have the features the model was trained with".into(),
@@ -97,26 +72,12 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let width = cfg.input_dim();
     let mut x = vec![0f32; test.len() * width];
     for i in 0..test.len() {
-        model.user_input(
-            &users,
-            test.user[i],
-            test.hist_of(i),
-            test.age[i],
-            &mut x[i * width..(i + 1) * width],
-        );
+        model.user_input(&users, test.user[i], test.hist_of(i), test.age[i], &mut x[i * width..(i + 1) * width]);
     }
     let f = |e: candle_core::Error| StageError::Failed(format!("export: {e}"));
     let u = Tensor::from_vec(x, (test.len(), width), &dev).map_err(f)?;
-    let u = model
-        .user_vectors(&u)
-        .and_then(|t| t.flatten_all())
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(f)?;
-    let ids: StringArray = test
-        .user
-        .iter()
-        .map(|u| Some(user_raw.get(u).map(String::as_str).unwrap_or("")))
-        .collect();
+    let u = model.user_vectors(&u).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(f)?;
+    let ids: StringArray = test.user.iter().map(|u| Some(user_raw.get(u).map(String::as_str).unwrap_or(""))).collect();
     let mut report = Report::default();
     let rows = table::write(
         &ctx.output(&USERS),
@@ -131,15 +92,9 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 
     let n = cfg.items;
     let items = Tensor::from_slice(&model.items.data[d..], (n - 1, d), &dev).map_err(f)?;
-    let v = normalize(&items)
-        .and_then(|t| t.flatten_all())
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(f)?;
+    let v = normalize(&items).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(f)?;
     let idx: Vec<i32> = (1..n as i32).collect();
-    let ids: StringArray = idx
-        .iter()
-        .map(|i| Some(item_raw.get(i).map(String::as_str).unwrap_or("")))
-        .collect();
+    let ids: StringArray = idx.iter().map(|i| Some(item_raw.get(i).map(String::as_str).unwrap_or(""))).collect();
     let rows = table::write(
         &ctx.output(&ITEMS),
         vec![

@@ -13,8 +13,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
-use crate::clicks::{ClickLog, UserTable};
-use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params, table};
+use crate::clicks::{CLICKS_OUTPUT, ClickLog, USERS_OUTPUT, UserTable};
+use crate::{KindSpec, OutputSpec, Report, StageCtx, StageError, params, table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,14 +53,8 @@ impl Default for IngestParams {
     }
 }
 
-const CLICKS: OutputSpec = OutputSpec {
-    name: "clicks",
-    format: Format::Parquet,
-};
-const USERS: OutputSpec = OutputSpec {
-    name: "users",
-    format: Format::Parquet,
-};
+const CLICKS: OutputSpec = CLICKS_OUTPUT;
+const USERS: OutputSpec = USERS_OUTPUT;
 
 pub const SPEC: KindSpec = KindSpec {
     name: "ingest",
@@ -77,28 +71,17 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let data = ctx.input("data")?;
     let (log, users) = read(data, &p)?;
     if log.users.is_empty() {
-        return Err(StageError::BadInput(format!(
-            "{}: the click log has no rows",
-            data.display()
-        )));
+        return Err(StageError::BadInput(format!("{}: the click log has no rows", data.display())));
     }
     let mut report = Report::default();
-    report
-        .rows
-        .insert("clicks".into(), log.write(&ctx.output(&CLICKS))?);
-    report
-        .rows
-        .insert("users".into(), users.write(&ctx.output(&USERS))?);
+    report.rows.insert("clicks".into(), log.write(&ctx.output(&CLICKS))?);
+    report.rows.insert("users".into(), users.write(&ctx.output(&USERS))?);
     Ok(report)
 }
 
 /// Reads `data` in the layout `p.format` names (or finds it).
 pub fn read(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), StageError> {
-    let layout = if p.format == Layout::Auto {
-        detect(data)?
-    } else {
-        p.format
-    };
+    let layout = if p.format == Layout::Auto { detect(data)? } else { p.format };
     match layout {
         Layout::Recbole => recbole(data, p),
         Layout::Movielens100k => {
@@ -107,12 +90,7 @@ pub fn read(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), Stag
             let users = plain_users(
                 &dir.join("u.user"),
                 "|",
-                &[
-                    ("age", 1),
-                    ("gender", 2),
-                    ("occupation", 3),
-                    ("zip_code", 4),
-                ],
+                &[("age", 1), ("gender", 2), ("occupation", 3), ("zip_code", 4)],
             )?;
             Ok((log, users))
         }
@@ -122,12 +100,7 @@ pub fn read(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), Stag
             let users = plain_users(
                 &dir.join("users.dat"),
                 "::",
-                &[
-                    ("gender", 1),
-                    ("age", 2),
-                    ("occupation", 3),
-                    ("zip_code", 4),
-                ],
+                &[("gender", 1), ("age", 2), ("occupation", 3), ("zip_code", 4)],
             )?;
             Ok((log, users))
         }
@@ -139,27 +112,18 @@ pub fn read(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), Stag
 }
 
 fn dir_of(data: &Path) -> PathBuf {
-    if data.is_dir() {
-        data.to_path_buf()
-    } else {
-        data.parent().unwrap_or(Path::new(".")).to_path_buf()
-    }
+    if data.is_dir() { data.to_path_buf() } else { data.parent().unwrap_or(Path::new(".")).to_path_buf() }
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     files.sort();
     files
 }
 
 fn detect(data: &Path) -> Result<Layout, StageError> {
-    let ext = |p: &Path| {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-    };
+    let ext = |p: &Path| p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     if data.is_file() {
         return match ext(data).as_deref() {
             Some("csv") => Ok(Layout::Csv),
@@ -175,11 +139,7 @@ fn detect(data: &Path) -> Result<Layout, StageError> {
         };
     }
     let files = files_in(data);
-    let has = |name: &str| {
-        files
-            .iter()
-            .any(|f| f.file_name().is_some_and(|n| n == name))
-    };
+    let has = |name: &str| files.iter().any(|f| f.file_name().is_some_and(|n| n == name));
     if files.iter().any(|f| ext(f).as_deref() == Some("inter")) {
         Ok(Layout::Recbole)
     } else if has("u.data") {
@@ -198,20 +158,12 @@ fn single_file(data: &Path, ext: &str) -> Result<PathBuf, StageError> {
     if data.is_file() {
         return Ok(data.to_path_buf());
     }
-    let found: Vec<PathBuf> = files_in(data)
-        .into_iter()
-        .filter(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext)))
-        .collect();
+    let found: Vec<PathBuf> =
+        files_in(data).into_iter().filter(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))).collect();
     match found.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(StageError::BadInput(format!(
-            "{}: no .{ext} file in the directory",
-            data.display()
-        ))),
-        _ => Err(StageError::BadInput(format!(
-            "{}: several .{ext} files; point input `data` at one",
-            data.display()
-        ))),
+        [] => Err(StageError::BadInput(format!("{}: no .{ext} file in the directory", data.display()))),
+        _ => Err(StageError::BadInput(format!("{}: several .{ext} files; point input `data` at one", data.display()))),
     }
 }
 
@@ -227,68 +179,34 @@ impl Text {
         let body = std::fs::read_to_string(path)
             .map_err(|e| StageError::BadInput(format!("{}: cannot read ({e})", path.display())))?;
         if body.trim().is_empty() {
-            return Err(StageError::BadInput(format!(
-                "{}: the file is empty",
-                path.display()
-            )));
+            return Err(StageError::BadInput(format!("{}: the file is empty", path.display())));
         }
-        Ok(Text {
-            path: path.to_path_buf(),
-            body,
-            sep,
-        })
+        Ok(Text { path: path.to_path_buf(), body, sep })
     }
 
     /// (line number, fields) of every non-empty line.
     fn rows(&self) -> impl Iterator<Item = (usize, Vec<&str>)> {
-        self.body
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                let l = l.strip_suffix('\r').unwrap_or(l);
-                (
-                    i + 1,
-                    l.split(self.sep).map(|f| f.trim_matches('"')).collect(),
-                )
-            })
+        self.body.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| {
+            let l = l.strip_suffix('\r').unwrap_or(l);
+            (i + 1, l.split(self.sep).map(|f| f.trim_matches('"')).collect())
+        })
     }
 
     fn at(&self, line: usize, fields: &[&str], field: usize, message: String) -> StageError {
         // Column: 1-based character position where the field starts; for a missing
         // field, just past the end of the line.
-        let before: usize = fields[..field.min(fields.len())]
-            .iter()
-            .map(|f| f.chars().count() + self.sep.len())
-            .sum();
-        let column = if field >= fields.len() {
-            before + 1 - self.sep.len().min(before)
-        } else {
-            before + 1
-        };
-        StageError::BadInput(format!(
-            "{}:{line}:{column}: {message}",
-            self.path.display()
-        ))
+        let before: usize = fields[..field.min(fields.len())].iter().map(|f| f.chars().count() + self.sep.len()).sum();
+        let column = if field >= fields.len() { before + 1 - self.sep.len().min(before) } else { before + 1 };
+        StageError::BadInput(format!("{}:{line}:{column}: {message}", self.path.display()))
     }
 
-    fn field<'a>(
-        &self,
-        line: usize,
-        fields: &[&'a str],
-        i: usize,
-        what: &str,
-    ) -> Result<&'a str, StageError> {
+    fn field<'a>(&self, line: usize, fields: &[&'a str], i: usize, what: &str) -> Result<&'a str, StageError> {
         fields.get(i).copied().ok_or_else(|| {
             self.at(
                 line,
                 fields,
                 fields.len(),
-                format!(
-                    "missing field {} ({what}); the line has {} field(s)",
-                    i + 1,
-                    fields.len()
-                ),
+                format!("missing field {} ({what}); the line has {} field(s)", i + 1, fields.len()),
             )
         })
     }
@@ -297,20 +215,8 @@ impl Text {
         let raw = self.field(line, fields, i, "timestamp")?;
         raw.parse::<i64>()
             .ok()
-            .or_else(|| {
-                raw.parse::<f64>()
-                    .ok()
-                    .filter(|f| f.is_finite())
-                    .map(|f| f as i64)
-            })
-            .ok_or_else(|| {
-                self.at(
-                    line,
-                    fields,
-                    i,
-                    format!("timestamp `{raw}` is not a number (seconds since 1970)"),
-                )
-            })
+            .or_else(|| raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| f as i64))
+            .ok_or_else(|| self.at(line, fields, i, format!("timestamp `{raw}` is not a number (seconds since 1970)")))
     }
 }
 
@@ -318,12 +224,7 @@ impl Text {
 fn header_index(text: &Text, header: &[&str], wanted: &[&str]) -> Result<Vec<usize>, StageError> {
     for (i, h) in header.iter().enumerate() {
         if header[..i].contains(h) {
-            return Err(text.at(
-                1,
-                header,
-                i,
-                format!("column `{h}` appears twice in the header"),
-            ));
+            return Err(text.at(1, header, i, format!("column `{h}` appears twice in the header")));
         }
     }
     wanted
@@ -359,10 +260,7 @@ fn recbole(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), Stage
     let text = Text::open(&inter, "\t")?;
     let mut rows = text.rows();
     let (_, header) = rows.next().expect("a non-empty file has a first line");
-    let names: Vec<&str> = header
-        .iter()
-        .map(|h| h.split(':').next().unwrap_or(h))
-        .collect();
+    let names: Vec<&str> = header.iter().map(|h| h.split(':').next().unwrap_or(h)).collect();
     let idx = header_index(&text, &names, &[&p.user, &p.item, &p.timestamp])?;
     let mut log = ClickLog::default();
     for (line, fields) in rows {
@@ -377,10 +275,7 @@ fn recbole(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), Stage
         let text = Text::open(&user_file, "\t")?;
         let mut rows = text.rows();
         let (_, header) = rows.next().expect("a non-empty file has a first line");
-        let names: Vec<&str> = header
-            .iter()
-            .map(|h| h.split(':').next().unwrap_or(h))
-            .collect();
+        let names: Vec<&str> = header.iter().map(|h| h.split(':').next().unwrap_or(h)).collect();
         let id = header_index(&text, &names, &[&p.user])?[0];
         // Categorical features: every `token` field besides the id.
         let feats: Vec<(usize, &str)> = header
@@ -389,29 +284,17 @@ fn recbole(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), Stage
             .filter(|(i, h)| *i != id && h.ends_with(":token"))
             .map(|(i, _)| (i, names[i]))
             .collect();
-        let mut table = UserTable {
-            ids: Vec::new(),
-            features: feats
-                .iter()
-                .map(|(_, n)| (n.to_string(), Vec::new()))
-                .collect(),
-        };
+        let mut table =
+            UserTable { ids: Vec::new(), features: feats.iter().map(|(_, n)| (n.to_string(), Vec::new())).collect() };
         for (line, fields) in rows {
-            table
-                .ids
-                .push(text.field(line, &fields, id, "user")?.to_string());
+            table.ids.push(text.field(line, &fields, id, "user")?.to_string());
             for (k, (i, name)) in feats.iter().enumerate() {
-                table.features[k]
-                    .1
-                    .push(text.field(line, &fields, *i, name)?.to_string());
+                table.features[k].1.push(text.field(line, &fields, *i, name)?.to_string());
             }
         }
         table
     } else {
-        UserTable {
-            ids: Vec::new(),
-            features: Vec::new(),
-        }
+        UserTable { ids: Vec::new(), features: Vec::new() }
     };
     Ok((log, users))
 }
@@ -430,33 +313,17 @@ fn plain_log(path: &Path, sep: &'static str, pos: [usize; 3]) -> Result<ClickLog
 }
 
 /// A headerless users file: the id first, features at the given positions.
-fn plain_users(
-    path: &Path,
-    sep: &'static str,
-    feats: &[(&str, usize)],
-) -> Result<UserTable, StageError> {
+fn plain_users(path: &Path, sep: &'static str, feats: &[(&str, usize)]) -> Result<UserTable, StageError> {
     if !path.is_file() {
-        return Ok(UserTable {
-            ids: Vec::new(),
-            features: Vec::new(),
-        });
+        return Ok(UserTable { ids: Vec::new(), features: Vec::new() });
     }
     let text = Text::open(path, sep)?;
-    let mut table = UserTable {
-        ids: Vec::new(),
-        features: feats
-            .iter()
-            .map(|(n, _)| (n.to_string(), Vec::new()))
-            .collect(),
-    };
+    let mut table =
+        UserTable { ids: Vec::new(), features: feats.iter().map(|(n, _)| (n.to_string(), Vec::new())).collect() };
     for (line, fields) in text.rows() {
-        table
-            .ids
-            .push(text.field(line, &fields, 0, "user")?.to_string());
+        table.ids.push(text.field(line, &fields, 0, "user")?.to_string());
         for (k, (name, i)) in feats.iter().enumerate() {
-            table.features[k]
-                .1
-                .push(text.field(line, &fields, *i, name)?.to_string());
+            table.features[k].1.push(text.field(line, &fields, *i, name)?.to_string());
         }
     }
     Ok(table)
@@ -465,10 +332,7 @@ fn plain_users(
 /// Collects each user's first value of every feature column.
 fn users_from_log(order: &[String], feats: &[String], values: Vec<Vec<String>>) -> UserTable {
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut table = UserTable {
-        ids: Vec::new(),
-        features: feats.iter().map(|n| (n.clone(), Vec::new())).collect(),
-    };
+    let mut table = UserTable { ids: Vec::new(), features: feats.iter().map(|n| (n.clone(), Vec::new())).collect() };
     for (row, user) in order.iter().enumerate() {
         if seen.contains_key(user.as_str()) {
             continue;
@@ -482,11 +346,7 @@ fn users_from_log(order: &[String], feats: &[String], values: Vec<Vec<String>>) 
     table
 }
 
-fn mapped_text(
-    path: &Path,
-    sep: &'static str,
-    p: &IngestParams,
-) -> Result<(ClickLog, UserTable), StageError> {
+fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<(ClickLog, UserTable), StageError> {
     let text = Text::open(path, sep)?;
     let mut rows = text.rows();
     let (_, header) = rows.next().expect("a non-empty file has a first line");
@@ -501,10 +361,7 @@ fn mapped_text(
         let ts = text.timestamp(line, &fields, idx[2])?;
         log.push(user.to_string(), item.to_string(), ts);
         for (k, &i) in idx[3..].iter().enumerate() {
-            feats[k].push(
-                text.field(line, &fields, i, &p.user_features[k])?
-                    .to_string(),
-            );
+            feats[k].push(text.field(line, &fields, i, &p.user_features[k])?.to_string());
         }
     }
     let users = users_from_log(&log.users, &p.user_features, feats);
@@ -512,26 +369,13 @@ fn mapped_text(
 }
 
 fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), StageError> {
-    let batch =
-        table::read(path).map_err(|e| StageError::BadInput(format!("{}: {e}", path.display())))?;
+    let batch = table::read(path).map_err(|e| StageError::BadInput(format!("{}: {e}", path.display())))?;
     let strings = |name: &str| -> Result<Vec<String>, StageError> {
         let col = column_named(&batch, name, path)?;
-        let col = cast(col, &DataType::Utf8).map_err(|e| {
-            StageError::BadInput(format!("{}: column `{name}`: {e}", path.display()))
-        })?;
-        let col = col
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("cast to utf8 gives a string array");
-        Ok((0..col.len())
-            .map(|i| {
-                if col.is_null(i) {
-                    String::new()
-                } else {
-                    col.value(i).to_string()
-                }
-            })
-            .collect())
+        let col = cast(col, &DataType::Utf8)
+            .map_err(|e| StageError::BadInput(format!("{}: column `{name}`: {e}", path.display())))?;
+        let col = col.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
+        Ok((0..col.len()).map(|i| if col.is_null(i) { String::new() } else { col.value(i).to_string() }).collect())
     };
     let users = strings(&p.user)?;
     let items = strings(&p.item)?;
@@ -544,28 +388,13 @@ fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable)
             ts_col.data_type()
         ))
     })?;
-    let ts = ts
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .expect("cast to int64 gives an int64 array");
+    let ts = ts.as_any().downcast_ref::<Int64Array>().expect("cast to int64 gives an int64 array");
     if let Some(row) = (0..ts.len()).find(|&i| ts.is_null(i)) {
-        return Err(StageError::BadInput(format!(
-            "{}: row {row}: column `{}` is null",
-            path.display(),
-            p.timestamp
-        )));
+        return Err(StageError::BadInput(format!("{}: row {row}: column `{}` is null", path.display(), p.timestamp)));
     }
-    let feats = p
-        .user_features
-        .iter()
-        .map(|f| strings(f))
-        .collect::<Result<Vec<_>, _>>()?;
+    let feats = p.user_features.iter().map(|f| strings(f)).collect::<Result<Vec<_>, _>>()?;
     let table = users_from_log(&users, &p.user_features, feats);
-    let log = ClickLog {
-        users,
-        items,
-        timestamps: ts.values().to_vec(),
-    };
+    let log = ClickLog { users, items, timestamps: ts.values().to_vec() };
     Ok((log, table))
 }
 
@@ -575,12 +404,7 @@ fn column_named<'b>(
     path: &Path,
 ) -> Result<&'b std::sync::Arc<dyn Array>, StageError> {
     batch.column_by_name(name).ok_or_else(|| {
-        let names: Vec<String> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
         StageError::BadInput(format!(
             "{}: no column `{name}` (columns: {}); set the param that names it",
             path.display(),
@@ -607,30 +431,18 @@ mod tests {
             "x.inter",
             "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t10\t5\t100\n2\t11\t3\t99.0\n",
         );
-        write(
-            d.path(),
-            "x.user",
-            "user_id:token\tage:token\tzip_code:token\n1\t20\tA1\n2\t30\t02139\n",
-        );
+        write(d.path(), "x.user", "user_id:token\tage:token\tzip_code:token\n1\t20\tA1\n2\t30\t02139\n");
         let (log, users) = read(d.path(), &IngestParams::default()).unwrap();
         assert_eq!(log.users, ["1", "2"]);
         assert_eq!(log.timestamps, [100, 99]);
         assert_eq!(users.features[1].0, "zip_code");
-        assert_eq!(
-            users.features[1].1,
-            ["A1", "02139"],
-            "zip codes stay strings"
-        );
+        assert_eq!(users.features[1].1, ["A1", "02139"], "zip codes stay strings");
     }
 
     #[test]
     fn grouplens_100k_layout() {
         let d = tempfile::tempdir().unwrap();
-        write(
-            d.path(),
-            "u.data",
-            "196\t242\t3\t881250949\n186\t302\t3\t891717742\n",
-        );
+        write(d.path(), "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n");
         write(d.path(), "u.user", "196|24|M|technician|85711\n");
         let (log, users) = read(d.path(), &IngestParams::default()).unwrap();
         assert_eq!(log.items, ["242", "302"]);
@@ -645,20 +457,13 @@ mod tests {
         write(d.path(), "users.dat", "1::F::1::10::48067\n");
         let (log, users) = read(d.path(), &IngestParams::default()).unwrap();
         assert_eq!(log.timestamps, [978300760]);
-        assert_eq!(
-            users.features[0],
-            ("gender".to_string(), vec!["F".to_string()])
-        );
+        assert_eq!(users.features[0], ("gender".to_string(), vec!["F".to_string()]));
     }
 
     #[test]
     fn csv_with_mapping() {
         let d = tempfile::tempdir().unwrap();
-        let f = write(
-            d.path(),
-            "log.csv",
-            "uid,iid,ts,city\na,x,5,paris\nb,y,6,rome\na,z,7,oslo\n",
-        );
+        let f = write(d.path(), "log.csv", "uid,iid,ts,city\na,x,5,paris\nb,y,6,rome\na,z,7,oslo\n");
         let p = IngestParams {
             user: "uid".into(),
             item: "iid".into(),
@@ -669,46 +474,24 @@ mod tests {
         let (log, users) = read(&f, &p).unwrap();
         assert_eq!(log.items, ["x", "y", "z"]);
         assert_eq!(users.ids, ["a", "b"]);
-        assert_eq!(
-            users.features[0].1,
-            ["paris", "rome"],
-            "first value per user"
-        );
+        assert_eq!(users.features[0].1, ["paris", "rome"], "first value per user");
     }
 
     #[test]
     fn bad_inputs_name_file_line_and_column() {
         let d = tempfile::tempdir().unwrap();
         let p = IngestParams::default();
-        let f = write(
-            d.path(),
-            "a.csv",
-            "user_id,item_id,timestamp\nu,i,12\nu,i,noon\n",
-        );
+        let f = write(d.path(), "a.csv", "user_id,item_id,timestamp\nu,i,12\nu,i,noon\n");
         let e = read(&f, &p).unwrap_err().to_string();
-        assert!(
-            e.ends_with("a.csv:3:5: timestamp `noon` is not a number (seconds since 1970)"),
-            "{e}"
-        );
+        assert!(e.ends_with("a.csv:3:5: timestamp `noon` is not a number (seconds since 1970)"), "{e}");
         let f = write(d.path(), "b.csv", "user_id,item\nu,i\n");
         let e = read(&f, &p).unwrap_err().to_string();
-        assert!(
-            e.contains("b.csv:1:1: no column `item_id` in the header (columns: user_id, item)"),
-            "{e}"
-        );
+        assert!(e.contains("b.csv:1:1: no column `item_id` in the header (columns: user_id, item)"), "{e}");
         let f = write(d.path(), "c.csv", "");
-        assert!(
-            read(&f, &p)
-                .unwrap_err()
-                .to_string()
-                .contains("c.csv: the file is empty")
-        );
+        assert!(read(&f, &p).unwrap_err().to_string().contains("c.csv: the file is empty"));
         let f = write(d.path(), "d.csv", "user_id,item_id,user_id,timestamp\n");
         let e = read(&f, &p).unwrap_err().to_string();
-        assert!(
-            e.contains("d.csv:1:17: column `user_id` appears twice in the header"),
-            "{e}"
-        );
+        assert!(e.contains("d.csv:1:17: column `user_id` appears twice in the header"), "{e}");
         let f = write(d.path(), "e.csv", "user_id,item_id,timestamp\nu,i\n");
         let e = read(&f, &p).unwrap_err().to_string();
         assert!(e.contains("e.csv:2:4: missing field 3 (timestamp)"), "{e}");

@@ -22,16 +22,11 @@ pub struct PopularityParams {
 
 impl Default for PopularityParams {
     fn default() -> Self {
-        PopularityParams {
-            ks: vec![10, 50, 100, 200],
-        }
+        PopularityParams { ks: vec![10, 50, 100, 200] }
     }
 }
 
-const RANKING: OutputSpec = OutputSpec {
-    name: "ranking",
-    format: Format::Parquet,
-};
+const RANKING: OutputSpec = OutputSpec { name: "ranking", format: Format::Parquet };
 
 pub const SPEC: KindSpec = KindSpec {
     name: "popularity",
@@ -46,12 +41,9 @@ pub const SPEC: KindSpec = KindSpec {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: PopularityParams = params::typed(ctx.params)?;
     if p.ks.is_empty() || p.ks.contains(&0) {
-        return Err(StageError::BadInput(
-            "popularity: `ks` must list positive cut-offs".into(),
-        ));
+        return Err(StageError::BadInput("popularity: `ks` must list positive cut-offs".into()));
     }
-    let (train_path, test_path, vocab) =
-        (ctx.input("train")?, ctx.input("test")?, ctx.input("vocab")?);
+    let (train_path, test_path, vocab) = (ctx.input("train")?, ctx.input("test")?, ctx.input("vocab")?);
     let item_raw = raw_ids(vocab, ITEM)?;
     let catalogue = item_raw.len();
     let train = table::read(train_path)?;
@@ -73,48 +65,23 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         .values()
         .iter()
         .zip(targets.values())
-        .map(|(u, t)| Ranked {
-            ranking: &ranking,
-            target: *t,
-            seen: seen.get(*u as usize).unwrap_or(&no_seen),
-        })
+        .map(|(u, t)| Ranked { ranking: &ranking, target: *t, seen: seen.get(*u as usize).unwrap_or(&no_seen) })
         .collect();
     let mut m = metrics::compute(&ranked, &p.ks, catalogue);
     m.insert("users".into(), ranked.len() as f64);
-    std::fs::write(
-        ctx.output(&METRICS),
-        serde_json::to_vec_pretty(&m).map_err(failed)?,
-    )?;
+    std::fs::write(ctx.output(&METRICS), serde_json::to_vec_pretty(&m).map_err(failed)?)?;
     let k_max = p.ks.iter().copied().max().unwrap_or(0).min(ranking.len());
     let top = &ranking[..k_max];
     let rows = table::write(
         &ctx.output(&RANKING),
         vec![
-            (
-                "rank",
-                Arc::new(Int32Array::from_iter_values(1..=k_max as i32)) as ArrayRef,
-            ),
-            (
-                ITEM,
-                Arc::new(
-                    top.iter()
-                        .map(|i| Some(item_raw[i].as_str()))
-                        .collect::<StringArray>(),
-                ),
-            ),
+            ("rank", Arc::new(Int32Array::from_iter_values(1..=k_max as i32)) as ArrayRef),
+            (ITEM, Arc::new(top.iter().map(|i| Some(item_raw[i].as_str())).collect::<StringArray>())),
             (ITEM_IDX, Arc::new(Int32Array::from(top.to_vec()))),
-            (
-                "clicks",
-                Arc::new(Int64Array::from_iter_values(
-                    top.iter().map(|i| counts[*i as usize]),
-                )),
-            ),
+            ("clicks", Arc::new(Int64Array::from_iter_values(top.iter().map(|i| counts[*i as usize])))),
         ],
     )?;
-    let mut report = Report {
-        metrics: m,
-        ..Default::default()
-    };
+    let mut report = Report { metrics: m, ..Default::default() };
     report.rows.insert("ranking".into(), rows);
     Ok(report)
 }

@@ -9,9 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    ArrayRef, Float32Array, Int8Array, Int32Array, Int64Array, ListArray, RecordBatch,
-};
+use datafusion::arrow::array::{ArrayRef, Float32Array, Int8Array, Int32Array, Int64Array, ListArray, RecordBatch};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field};
 use serde::{Deserialize, Serialize};
@@ -61,14 +59,8 @@ impl Default for SampleParams {
     }
 }
 
-const TRAIN: OutputSpec = OutputSpec {
-    name: "train",
-    format: Format::Parquet,
-};
-const TEST: OutputSpec = OutputSpec {
-    name: "test",
-    format: Format::Parquet,
-};
+const TRAIN: OutputSpec = OutputSpec { name: "train", format: Format::Parquet };
+const TEST: OutputSpec = OutputSpec { name: "test", format: Format::Parquet };
 
 pub const SPEC: KindSpec = KindSpec {
     name: "sample",
@@ -116,20 +108,12 @@ impl Examples {
 
     fn take_batch(&mut self) -> Result<RecordBatch, StageError> {
         let e = std::mem::take(self);
-        let offsets = if e.offsets.is_empty() {
-            vec![0]
-        } else {
-            e.offsets
-        };
+        let offsets = if e.offsets.is_empty() { vec![0] } else { e.offsets };
         let hist_len: Int32Array = offsets.windows(2).map(|w| Some(w[1] - w[0])).collect();
         let field = Arc::new(Field::new("item", DataType::Int32, false));
-        let hist = ListArray::try_new(
-            field,
-            OffsetBuffer::new(offsets.into()),
-            Arc::new(Int32Array::from(e.hist)),
-            None,
-        )
-        .map_err(table::failed)?;
+        let hist =
+            ListArray::try_new(field, OffsetBuffer::new(offsets.into()), Arc::new(Int32Array::from(e.hist)), None)
+                .map_err(table::failed)?;
         table::batch(vec![
             (USER_IDX, Arc::new(Int32Array::from(e.user)) as ArrayRef),
             (ITEM_IDX, Arc::new(Int32Array::from(e.item))),
@@ -165,14 +149,8 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     for (u, i) in te_user.iter().zip(&te_item) {
         test_of.insert(*u, *i);
     }
-    let mut train_w = TableWriter::create(
-        &ctx.output(&TRAIN),
-        Examples::default().take_batch()?.schema(),
-    )?;
-    let mut test_w = TableWriter::create(
-        &ctx.output(&TEST),
-        Examples::default().take_batch()?.schema(),
-    )?;
+    let mut train_w = TableWriter::create(&ctx.output(&TRAIN), Examples::default().take_batch()?.schema())?;
+    let mut test_w = TableWriter::create(&ctx.output(&TEST), Examples::default().take_batch()?.schema())?;
     let (mut train_ex, mut test_ex) = (Examples::default(), Examples::default());
     let mut seq: Vec<i32> = Vec::new();
     let mut ages: Vec<f32> = Vec::new();
@@ -186,11 +164,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         seq.clear();
         seq.extend_from_slice(&tr_item[start..end]);
         ages.clear();
-        ages.extend(
-            tr_ts[start..end]
-                .iter()
-                .map(|&ts| ((t_max - ts) as f64 / 3600.0) as f32),
-        );
+        ages.extend(tr_ts[start..end].iter().map(|&ts| ((t_max - ts) as f64 / 3600.0) as f32));
         let test_item = test_of.get(&user).copied();
         if let Some(t) = test_item {
             seq.push(t);
@@ -250,15 +224,9 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 
 fn read_clicks(path: &Path) -> Result<(Vec<i32>, Vec<i32>, Vec<i64>), StageError> {
     let b = table::read(path)?;
-    let user = table::column::<Int32Array>(&b, USER_IDX, path)?
-        .values()
-        .to_vec();
-    let item = table::column::<Int32Array>(&b, ITEM_IDX, path)?
-        .values()
-        .to_vec();
-    let ts = table::column::<Int64Array>(&b, crate::clicks::TIMESTAMP, path)?
-        .values()
-        .to_vec();
+    let user = table::column::<Int32Array>(&b, USER_IDX, path)?.values().to_vec();
+    let item = table::column::<Int32Array>(&b, ITEM_IDX, path)?.values().to_vec();
+    let ts = table::column::<Int64Array>(&b, crate::clicks::TIMESTAMP, path)?.values().to_vec();
     Ok((user, item, ts))
 }
 
@@ -282,24 +250,12 @@ fn negative_table(counts: &[f64], method: NegMethod) -> Option<Alias> {
         NegMethod::Popularity => 1.0,
         NegMethod::Unigram075 => 0.75,
     };
-    let weights: Vec<f64> = counts
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| if i == 0 { 0.0 } else { c.powf(power) })
-        .collect();
-    weights
-        .iter()
-        .any(|&w| w > 0.0)
-        .then(|| Alias::new(&weights))
+    let weights: Vec<f64> = counts.iter().enumerate().map(|(i, &c)| if i == 0 { 0.0 } else { c.powf(power) }).collect();
+    weights.iter().any(|&w| w > 0.0).then(|| Alias::new(&weights))
 }
 
 /// An item the user never clicked (`clicked` sorted), or None when none is found.
-fn draw_negative(
-    table: &Option<Alias>,
-    n_items: usize,
-    clicked: &[i32],
-    rng: &mut Rng,
-) -> Option<i32> {
+fn draw_negative(table: &Option<Alias>, n_items: usize, clicked: &[i32], rng: &mut Rng) -> Option<i32> {
     if n_items == 0 {
         return None;
     }
@@ -339,19 +295,9 @@ mod tests {
             table::write(
                 &d.path().join(format!("{name}.parquet")),
                 vec![
-                    (
-                        USER_IDX,
-                        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0)))
-                            as ArrayRef,
-                    ),
-                    (
-                        ITEM_IDX,
-                        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
-                    ),
-                    (
-                        "timestamp",
-                        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
-                    ),
+                    (USER_IDX, Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef),
+                    (ITEM_IDX, Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1)))),
+                    ("timestamp", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2)))),
                 ],
             )
             .unwrap();
@@ -363,46 +309,17 @@ mod tests {
         let out = d.path().join("out");
         std::fs::create_dir(&out).unwrap();
         let params = SPEC.params.clone()(params).unwrap();
-        run(&StageCtx {
-            inputs: &inputs,
-            params: &params,
-            out_dir: &out,
-            progress: &NoProgress,
-        })
-        .unwrap();
-        (
-            table::read(&out.join("train.parquet")).unwrap(),
-            table::read(&out.join("test.parquet")).unwrap(),
-        )
+        run(&StageCtx { inputs: &inputs, params: &params, out_dir: &out, progress: &NoProgress }).unwrap();
+        (table::read(&out.join("train.parquet")).unwrap(), table::read(&out.join("test.parquet")).unwrap())
     }
 
     fn col_i32(b: &RecordBatch, name: &str) -> Vec<i32> {
-        b.column_by_name(name)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .unwrap()
-            .values()
-            .to_vec()
+        b.column_by_name(name).unwrap().as_any().downcast_ref::<Int32Array>().unwrap().values().to_vec()
     }
 
     fn hists(b: &RecordBatch) -> Vec<Vec<i32>> {
-        let l = b
-            .column_by_name(HIST)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<ListArray>()
-            .unwrap();
-        (0..l.len())
-            .map(|i| {
-                l.value(i)
-                    .as_any()
-                    .downcast_ref::<Int32Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect()
+        let l = b.column_by_name(HIST).unwrap().as_any().downcast_ref::<ListArray>().unwrap();
+        (0..l.len()).map(|i| l.value(i).as_any().downcast_ref::<Int32Array>().unwrap().values().to_vec()).collect()
     }
 
     #[test]
@@ -427,14 +344,8 @@ mod tests {
         let (train, test) = examples(&rows, serde_json::json!({"neg_ratio": 2}));
         for b in [&train, &test] {
             let items = col_i32(b, ITEM_IDX);
-            let labels = b
-                .column_by_name(LABEL)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Int8Array>()
-                .unwrap()
-                .values()
-                .to_vec();
+            let labels =
+                b.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
             for ((item, hist), label) in items.iter().zip(hists(b)).zip(labels) {
                 if label == 1 {
                     // Items of one user increase with time: everything in the history is earlier.
@@ -449,13 +360,7 @@ mod tests {
         let rows = [(1, 10, 0), (1, 11, 3600), (1, 12, 7200), (1, 13, 99999)];
         let (train, test) = examples(&rows, serde_json::json!({}));
         let age = |b: &RecordBatch| {
-            b.column_by_name(EXAMPLE_AGE)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Float32Array>()
-                .unwrap()
-                .values()
-                .to_vec()
+            b.column_by_name(EXAMPLE_AGE).unwrap().as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec()
         };
         assert_eq!(age(&train), [1.0, 0.0]);
         assert_eq!(age(&test), [0.0]);
@@ -474,25 +379,12 @@ mod tests {
         assert_eq!(col_i32(&a, ITEM_IDX), col_i32(&b, ITEM_IDX));
         assert_ne!(col_i32(&a, ITEM_IDX), col_i32(&c, ITEM_IDX));
         let users = col_i32(&a, USER_IDX);
-        let labels = a
-            .column_by_name(LABEL)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int8Array>()
-            .unwrap()
-            .values()
-            .to_vec();
-        assert_eq!(
-            labels.iter().filter(|&&l| l == 0).count(),
-            3 * labels.iter().filter(|&&l| l == 1).count()
-        );
+        let labels = a.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
+        assert_eq!(labels.iter().filter(|&&l| l == 0).count(), 3 * labels.iter().filter(|&&l| l == 1).count());
         for ((u, item), l) in users.iter().zip(col_i32(&a, ITEM_IDX)).zip(labels) {
             if l == 0 {
                 let own = if *u == 1 { 1..=10 } else { 11..=20 };
-                assert!(
-                    !own.contains(&item),
-                    "user {u} got own item {item} as negative"
-                );
+                assert!(!own.contains(&item), "user {u} got own item {item} as negative");
             }
         }
     }
@@ -514,21 +406,10 @@ mod tests {
             serde_json::json!({"neg_ratio": 200, "neg_method": "popularity", "max_samples_per_user": 1}),
         );
         let items = col_i32(&train, ITEM_IDX);
-        let labels = train
-            .column_by_name(LABEL)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int8Array>()
-            .unwrap()
-            .values()
-            .to_vec();
+        let labels =
+            train.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
         let users = col_i32(&train, USER_IDX);
-        let hot = items
-            .iter()
-            .zip(&labels)
-            .zip(&users)
-            .filter(|((i, l), u)| **l == 0 && **i == 1 && **u == 31)
-            .count();
+        let hot = items.iter().zip(&labels).zip(&users).filter(|((i, l), u)| **l == 0 && **i == 1 && **u == 31).count();
         // For user 31, item 1 holds 30 of the 61 training clicks: about half its negatives.
         assert!(hot > 70, "item 1 drawn {hot} times of 200");
     }
@@ -544,18 +425,9 @@ mod tests {
         let full = examples(&rows, serde_json::json!({})).0;
         let sub = examples(&rows, serde_json::json!({"subsample_t": 0.001})).0;
         let hot = |b: &RecordBatch| col_i32(b, ITEM_IDX).iter().filter(|&&i| i == 1).count();
-        assert!(
-            hot(&sub) < hot(&full) / 2,
-            "{} vs {}",
-            hot(&sub),
-            hot(&full)
-        );
+        assert!(hot(&sub) < hot(&full) / 2, "{} vs {}", hot(&sub), hot(&full));
         let capped = examples(&rows, serde_json::json!({"max_samples_per_user": 3})).0;
         assert_eq!(capped.num_rows(), 50 * 3);
-        assert_eq!(
-            col_i32(&capped, HIST_LEN)[..3],
-            [6, 7, 8],
-            "the three most recent windows"
-        );
+        assert_eq!(col_i32(&capped, HIST_LEN)[..3], [6, 7, 8], "the three most recent windows");
     }
 }

@@ -24,14 +24,8 @@ impl Default for SplitParams {
     }
 }
 
-const TRAIN: OutputSpec = OutputSpec {
-    name: "train",
-    format: Format::Parquet,
-};
-const TEST: OutputSpec = OutputSpec {
-    name: "test",
-    format: Format::Parquet,
-};
+const TRAIN: OutputSpec = OutputSpec { name: "train", format: Format::Parquet };
+const TEST: OutputSpec = OutputSpec { name: "test", format: Format::Parquet };
 
 pub const SPEC: KindSpec = KindSpec {
     name: "split_last_click",
@@ -62,20 +56,11 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         w.write(&rows)?;
         report.rows.insert(spec.name.into(), w.finish()?);
     }
-    let dropped = (0..batch.num_rows())
-        .filter(|&i| rn.value(i) == 1 && n.value(i) < p.min_clicks as i64)
-        .count();
-    report
-        .metrics
-        .insert("dropped_users".into(), dropped as f64);
-    report
-        .metrics
-        .insert("test_users".into(), report.rows["test"] as f64);
+    let dropped = (0..batch.num_rows()).filter(|&i| rn.value(i) == 1 && n.value(i) < p.min_clicks as i64).count();
+    report.metrics.insert("dropped_users".into(), dropped as f64);
+    report.metrics.insert("test_users".into(), report.rows["test"] as f64);
     if dropped > 0 {
-        report.notes.push(format!(
-            "{dropped} user(s) with fewer than {} clicks dropped",
-            p.min_clicks
-        ));
+        report.notes.push(format!("{dropped} user(s) with fewer than {} clicks dropped", p.min_clicks));
     }
     Ok(report)
 }
@@ -91,9 +76,7 @@ fn rank(clicks: &std::path::Path) -> Result<RecordBatch, StageError> {
             .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
         let sc = SessionContext::new_with_config(config);
         let path = clicks.to_string_lossy().into_owned();
-        sc.register_parquet("clicks", &path, ParquetReadOptions::default().file_extension(""))
-            .await
-            .map_err(failed)?;
+        sc.register_parquet("clicks", &path, ParquetReadOptions::default().file_extension("")).await.map_err(failed)?;
         let sql = format!(
             "SELECT {USER}, {ITEM}, {TIMESTAMP}, {SEQ}, \
                ROW_NUMBER() OVER (PARTITION BY {USER} ORDER BY {TIMESTAMP} DESC, {SEQ} DESC) AS rn, \
@@ -123,12 +106,7 @@ mod tests {
         log.write(&clicks).unwrap();
         let inputs = BTreeMap::from([("clicks".to_string(), clicks)]);
         let params = serde_json::json!({"min_clicks": min_clicks});
-        let ctx = StageCtx {
-            inputs: &inputs,
-            params: &params,
-            out_dir: d.path(),
-            progress: &NoProgress,
-        };
+        let ctx = StageCtx { inputs: &inputs, params: &params, out_dir: d.path(), progress: &NoProgress };
         let report = run(&ctx).unwrap();
         (
             table::read(&d.path().join("train.parquet")).unwrap(),
@@ -152,11 +130,7 @@ mod tests {
         log.push("b".into(), "v".into(), 6);
         let (train, test, _) = split(log, 2);
         assert_eq!(items(&test), ["x", "v"]);
-        assert_eq!(
-            items(&train),
-            ["y", "z", "w"],
-            "train in time order per user"
-        );
+        assert_eq!(items(&train), ["y", "z", "w"], "train in time order per user");
     }
 
     #[test]

@@ -7,9 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clicks::{ClickLog, UserTable};
+use crate::clicks::{CLICKS_OUTPUT, ClickLog, USERS_OUTPUT, UserTable};
 use crate::rng::{Alias, Rng};
-use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
+use crate::{KindSpec, OutputSpec, Report, StageCtx, StageError, params};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,24 +24,12 @@ pub struct SynthParams {
 
 impl Default for SynthParams {
     fn default() -> Self {
-        SynthParams {
-            users: 2000,
-            items: 1000,
-            clicks: 100_000,
-            topics: 24,
-            seed: 0,
-        }
+        SynthParams { users: 2000, items: 1000, clicks: 100_000, topics: 24, seed: 0 }
     }
 }
 
-const CLICKS: OutputSpec = OutputSpec {
-    name: "clicks",
-    format: Format::Parquet,
-};
-const USERS: OutputSpec = OutputSpec {
-    name: "users",
-    format: Format::Parquet,
-};
+const CLICKS: OutputSpec = CLICKS_OUTPUT;
+const USERS: OutputSpec = USERS_OUTPUT;
 
 pub const SPEC: KindSpec = KindSpec {
     name: "synth",
@@ -57,9 +45,7 @@ pub const SPEC: KindSpec = KindSpec {
 const START: i64 = 1_704_067_200;
 const SPAN: i64 = 180 * 86_400;
 const CITIES: usize = 40;
-const AGES: [&str; 7] = [
-    "under18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+",
-];
+const AGES: [&str; 7] = ["under18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"];
 
 struct Catalog {
     /// Items of each topic, most popular first, with alias tables over their popularity.
@@ -74,9 +60,7 @@ struct Catalog {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: SynthParams = params::typed(ctx.params)?;
     if p.users == 0 || p.items == 0 || p.topics == 0 {
-        return Err(StageError::BadInput(
-            "synth: users, items and topics must be at least 1".into(),
-        ));
+        return Err(StageError::BadInput("synth: users, items and topics must be at least 1".into()));
     }
     let mut rng = Rng::new(p.seed);
     let catalog = make_catalog(&p, &mut rng);
@@ -113,14 +97,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     for u in 0..p.users as usize {
         let n = ((p.clicks as f64 * activity[u] / total_activity).round() as u64).max(1);
         let mut r = Rng::fork(p.seed, u as u64 + 1);
-        user_clicks(
-            &catalog,
-            &mut interests[u],
-            n,
-            topics,
-            &mut r,
-            |ts, item| events.push((ts, u as u32, item)),
-        );
+        user_clicks(&catalog, &mut interests[u], n, topics, &mut r, |ts, item| events.push((ts, u as u32, item)));
         if u % 1024 == 0 {
             ctx.progress.set_position(u as u64);
         }
@@ -131,24 +108,11 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         log.push(format!("u{u}"), format!("i{item}"), ts);
     }
     let mut report = Report::default();
-    report
-        .rows
-        .insert("clicks".into(), log.write(&ctx.output(&CLICKS))?);
-    let users = UserTable {
-        ids,
-        features: vec![
-            ("city".into(), cities),
-            ("age".into(), ages),
-            ("gender".into(), genders),
-        ],
-    };
-    report
-        .rows
-        .insert("users".into(), users.write(&ctx.output(&USERS))?);
-    report.metrics.insert(
-        "mean_clicks_per_user".into(),
-        report.rows["clicks"] as f64 / p.users as f64,
-    );
+    report.rows.insert("clicks".into(), log.write(&ctx.output(&CLICKS))?);
+    let users =
+        UserTable { ids, features: vec![("city".into(), cities), ("age".into(), ages), ("gender".into(), genders)] };
+    report.rows.insert("users".into(), users.write(&ctx.output(&USERS))?);
+    report.metrics.insert("mean_clicks_per_user".into(), report.rows["clicks"] as f64 / p.users as f64);
     Ok(report)
 }
 
@@ -179,11 +143,7 @@ fn make_catalog(p: &SynthParams, rng: &mut Rng) -> Catalog {
         if items.is_empty() {
             items.push(rng.below(n as u64) as u32);
         }
-        alias.push(Alias::new(
-            &(1..=items.len())
-                .map(|r| 1.0 / (r as f64).powf(1.05))
-                .collect::<Vec<_>>(),
-        ));
+        alias.push(Alias::new(&(1..=items.len()).map(|r| 1.0 / (r as f64).powf(1.05)).collect::<Vec<_>>()));
     }
     let mut rank = vec![0u32; n];
     for items in &by_topic {
@@ -191,24 +151,11 @@ fn make_catalog(p: &SynthParams, rng: &mut Rng) -> Catalog {
             rank[i as usize] = pos as u32;
         }
     }
-    Catalog {
-        by_topic,
-        alias,
-        publish,
-        topic_of,
-        rank,
-    }
+    Catalog { by_topic, alias, publish, topic_of, rank }
 }
 
 /// Generates one user's `n` clicks in sessions; `emit(timestamp, item)`.
-fn user_clicks(
-    c: &Catalog,
-    interests: &mut [u32],
-    n: u64,
-    topics: usize,
-    r: &mut Rng,
-    mut emit: impl FnMut(i64, u32),
-) {
+fn user_clicks(c: &Catalog, interests: &mut [u32], n: u64, topics: usize, r: &mut Rng, mut emit: impl FnMut(i64, u32)) {
     let mut ts = START + r.below((SPAN / 2) as u64) as i64;
     let mut prev: Option<u32> = None;
     let mut left = n;
@@ -231,14 +178,7 @@ fn user_clicks(
     }
 }
 
-fn next_item(
-    c: &Catalog,
-    interests: &[u32],
-    prev: Option<u32>,
-    topics: usize,
-    ts: i64,
-    r: &mut Rng,
-) -> u32 {
+fn next_item(c: &Catalog, interests: &[u32], prev: Option<u32>, topics: usize, ts: i64, r: &mut Rng) -> u32 {
     // Continue near the previous item (same topic, neighbouring popularity rank).
     if let Some(p) = prev
         && r.f64() < 0.35

@@ -1,0 +1,218 @@
+//! Tests of the trainer's pieces against hand computations and candle's dense gradients.
+
+use super::*;
+
+fn close(a: f32, b: f32, tol: f32) {
+    assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{a} != {b}");
+}
+
+#[test]
+fn log_q_of_each_sampler() {
+    let counts = [0.0, 3.0, 1.0, 0.0];
+    let u = CandidateSampler::new(Sampler::Uniform, &counts, 1.0);
+    close(u.log_q[1], (1.0f32 / 3.0).ln(), 1e-6);
+    close(u.log_q[3], (1.0f32 / 3.0).ln(), 1e-6);
+    assert_eq!(u.log_q[0], f32::NEG_INFINITY, "padding is never drawn");
+    let f = CandidateSampler::new(Sampler::Frequency, &counts, 1.0);
+    close(f.log_q[1], 0.75f32.ln(), 1e-6);
+    close(f.log_q[2], 0.25f32.ln(), 1e-6);
+    assert_eq!(f.log_q[3], f32::NEG_INFINITY, "an item never clicked is never drawn");
+    let f = CandidateSampler::new(Sampler::Frequency, &counts, 0.5);
+    close(f.log_q[1], (3f32.sqrt() / (3f32.sqrt() + 1.0)).ln(), 1e-6);
+    // Log-uniform by popularity rank r: ln((r+2)/(r+1)) / ln(n+1).
+    let l = CandidateSampler::new(Sampler::LogUniform, &counts, 1.0);
+    close(l.log_q[1], (2f32.ln() / 4f32.ln()).ln(), 1e-6);
+    close(l.log_q[3], ((4.0f32 / 3.0).ln() / 4f32.ln()).ln(), 1e-6);
+}
+
+#[test]
+fn accidental_hits_and_in_batch_duplicates_are_masked() {
+    let dev = Device::Cpu;
+    let m = hit_mask(&[1, 2], &[2, 3, 1], false, &dev).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(m, [vec![0.0, 0.0, -1e9], vec![-1e9, 0.0, 0.0]]);
+    let m = hit_mask(&[1, 1, 2], &[1, 1, 2], true, &dev).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(m, [vec![0.0, -1e9, 0.0], vec![-1e9, 0.0, 0.0], vec![0.0, 0.0, 0.0]]);
+}
+
+#[test]
+fn pooling_is_the_mean_of_the_history() {
+    let t = Table { rows: 3, dim: 2, data: vec![0.0, 0.0, 1.0, 2.0, 3.0, 6.0] };
+    let mut out = [9.0; 2];
+    crate::youtube_dnn::pool(&t, &[1, 2], &mut out);
+    assert_eq!(out, [2.0, 4.0]);
+    crate::youtube_dnn::pool(&t, &[], &mut out);
+    assert_eq!(out, [0.0, 0.0], "an empty history pools to zeros");
+}
+
+/// A trainer over 6 items of dimension 4, no user features.
+fn tiny(loss: Loss, sampler: Sampler) -> (Trainer, Examples, Users) {
+    let ex = Examples {
+        user: vec![1, 1, 2],
+        item: vec![2, 3, 3],
+        hist_offsets: vec![0, 1, 3, 5],
+        hist: vec![1, 2, 1, 4, 5],
+        age: vec![1.0, 0.5, 0.0],
+    };
+    let users = Users { codes: vec![], features: vec![], dense: vec![], dense_names: vec![] };
+    let config = ModelConfig {
+        emb_dim: 4,
+        hidden_units: vec![5, 4],
+        temperature: 0.5,
+        items: 6,
+        features: vec![],
+        dense: vec![],
+        age_max: 1.0,
+    };
+    let p = TrainParams { emb_dim: 4, loss, sampler, distortion: 1.0, temperature: 0.5, seed: 3, ..Default::default() };
+    (Trainer::new(&p, config, &ex, Device::Cpu).unwrap(), ex, users)
+}
+
+fn inputs(tr: &Trainer, ex: &Examples, users: &Users) -> Vec<f32> {
+    let w = tr.config.input_dim();
+    let mut x = vec![0f32; ex.len() * w];
+    for i in 0..ex.len() {
+        user_input(
+            &tr.config,
+            &tr.items,
+            &tr.features,
+            users,
+            ex.user[i],
+            ex.hist_of(i),
+            ex.age[i],
+            &mut x[i * w..(i + 1) * w],
+        );
+    }
+    x
+}
+
+#[test]
+fn sampled_softmax_matches_a_hand_computation() {
+    let (tr, ex, users) = tiny(Loss::SampledSoftmax, Sampler::Frequency);
+    let dev = Device::Cpu;
+    let w = tr.config.input_dim();
+    let x = Tensor::from_vec(inputs(&tr, &ex, &users), (3, w), &dev).unwrap();
+    // Candidates: targets 2, 3 and sampled 3, 2: each row has one accidental hit.
+    let rows = [2usize, 3];
+    let cand: Vec<f32> = rows.iter().flat_map(|&r| tr.items.row(r).to_vec()).collect();
+    let cand_t = Tensor::from_vec(cand.clone(), (2, 4), &dev).unwrap();
+    let (targets, sampled) = ([2, 3, 3], [3, 2]);
+    let loss = tr.loss(&x, &cand_t, &targets, &sampled, &[0, 1, 1], &[1, 0]).unwrap().to_scalar::<f32>().unwrap();
+
+    let layers: Vec<(&Tensor, &Tensor)> = tr.tower.iter().map(|(w, b)| (w.as_tensor(), b.as_tensor())).collect();
+    let u = normalize(&tower_forward(&layers, &x).unwrap()).unwrap().to_vec2::<f32>().unwrap();
+    let unit = |r: usize| {
+        let v = &cand[r * 4..(r + 1) * 4];
+        let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        v.iter().map(|a| a / n).collect::<Vec<f32>>()
+    };
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    // Frequency sampler over target counts: item 2 once, item 3 twice.
+    let log_q = |item: i32| {
+        if item == 2 {
+            (1.0f32 / 3.0).ln()
+        } else if item == 3 {
+            (2.0f32 / 3.0).ln()
+        } else {
+            f32::NEG_INFINITY
+        }
+    };
+    let ln_s = 2f32.ln();
+    let mut total = 0.0;
+    for (b, &t) in targets.iter().enumerate() {
+        let slot = if t == 2 { 0 } else { 1 };
+        let mut logits = vec![dot(&u[b], &unit(slot)) / 0.5 - (log_q(t) + ln_s)];
+        for &s in &sampled {
+            let z = dot(&u[b], &unit(if s == 2 { 0 } else { 1 })) / 0.5 - (log_q(s) + ln_s);
+            logits.push(if s == t { z - 1e9 } else { z });
+        }
+        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let lse = max + logits.iter().map(|z| (z - max).exp()).sum::<f32>().ln();
+        total += lse - logits[0];
+    }
+    close(loss, total / 3.0, 1e-4);
+}
+
+#[test]
+fn sparse_gradient_matches_candles_dense_one() {
+    for loss in [Loss::SampledSoftmax, Loss::InBatch, Loss::Mixed] {
+        let (mut tr, ex, users) = tiny(loss, Sampler::Uniform);
+        let dev = Device::Cpu;
+        let (d, w) = (4, tr.config.input_dim());
+        let targets: Vec<i32> = ex.item.clone();
+        let sampled = vec![5, 1];
+        let t_slots: Vec<u32> = targets.iter().map(|&t| tr.item_grad.slot_of(t as usize) as u32).collect();
+        let s_slots: Vec<u32> = if loss == Loss::InBatch {
+            vec![]
+        } else {
+            sampled.iter().map(|&s| tr.item_grad.slot_of(s as usize) as u32).collect()
+        };
+        let sampled = if loss == Loss::InBatch { vec![] } else { sampled };
+        let cand_rows = tr.item_grad.rows.clone();
+
+        // Sparse: leaves x and the candidate rows, gradients scattered by hand.
+        let x = Var::from_tensor(&Tensor::from_vec(inputs(&tr, &ex, &users), (3, w), &dev).unwrap()).unwrap();
+        let cand: Vec<f32> = cand_rows.iter().flat_map(|&r| tr.items.row(r as usize).to_vec()).collect();
+        let cand_v = Var::from_tensor(&Tensor::from_vec(cand, (cand_rows.len(), d), &dev).unwrap()).unwrap();
+        let g = tr
+            .loss(x.as_tensor(), cand_v.as_tensor(), &targets, &sampled, &t_slots, &s_slots)
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g_x = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let g_c = g.get(&cand_v).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut sparse = SparseGrad::new(6, d);
+        for &r in &cand_rows {
+            sparse.slot_of(r as usize);
+        }
+        scatter_item_grads(&mut sparse, &g_c, &g_x, w, (0..3).map(|i| ex.hist_of(i)));
+
+        // Dense: the whole table is a variable; lookups and pooling in candle.
+        let table = Var::from_tensor(&tr.items.to_tensor(&dev).unwrap()).unwrap();
+        let mut rows = Vec::new();
+        for i in 0..3 {
+            let h: Vec<u32> = ex.hist_of(i).iter().map(|&h| h as u32).collect();
+            let pooled = table
+                .as_tensor()
+                .index_select(&Tensor::from_vec(h.clone(), h.len(), &dev).unwrap(), 0)
+                .unwrap()
+                .mean_keepdim(0)
+                .unwrap();
+            let age = Tensor::from_slice(&crate::youtube_dnn::age_features(ex.age[i], 1.0), (1, 3), &dev).unwrap();
+            rows.push(Tensor::cat(&[&pooled, &age], 1).unwrap());
+        }
+        let x_dense = Tensor::cat(&rows, 0).unwrap();
+        let idx: Vec<u32> = cand_rows.clone();
+        let cand_dense =
+            table.as_tensor().index_select(&Tensor::from_vec(idx, cand_rows.len(), &dev).unwrap(), 0).unwrap();
+        let g = tr.loss(&x_dense, &cand_dense, &targets, &sampled, &t_slots, &s_slots).unwrap().backward().unwrap();
+        let dense = g.get(&table).unwrap().to_vec2::<f32>().unwrap();
+
+        for (row, dense_row) in dense.iter().enumerate() {
+            let s = sparse.slot[row];
+            let mine =
+                if s == u32::MAX { vec![0.0; d] } else { sparse.grad[s as usize * d..(s as usize + 1) * d].to_vec() };
+            for k in 0..d {
+                close(mine[k], dense_row[k], 1e-4);
+            }
+            if s == u32::MAX {
+                assert!(dense_row.iter().all(|v| *v == 0.0), "{loss:?}: row {row} untouched but has a dense gradient");
+            }
+        }
+        assert_eq!(sparse.slot[0], u32::MAX, "padding is never updated");
+    }
+}
+
+#[test]
+fn training_lowers_the_loss_and_is_seeded() {
+    let run = |seed: u64| {
+        let (mut tr, ex, users) = tiny(Loss::SampledSoftmax, Sampler::Frequency);
+        tr.rng = Rng::new(seed);
+        let losses: Vec<f64> = (0..60).map(|_| tr.step(&ex, &users, &[0, 1, 2], 0.05).unwrap()).collect();
+        (losses, tr.items.data.clone())
+    };
+    let (a, ta) = run(1);
+    let (b, tb) = run(1);
+    assert_eq!(ta, tb, "same seed, same table");
+    assert_eq!(a, b);
+    assert!(a[55..].iter().sum::<f64>() < a[..5].iter().sum::<f64>(), "{a:?}");
+}
