@@ -190,8 +190,8 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             } else {
                 let width = p.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
                 for s in &statuses {
-                    let _ =
-                        writeln!(stdout, "{:<width$}  {:<5}  {}", s.stage, s.state.to_string(), s.reasons.join("; "));
+                    let line = format!("{:<width$}  {:<5}  {}", s.stage, s.state.to_string(), s.reasons.join("; "));
+                    let _ = writeln!(stdout, "{}", line.trim_end());
                 }
             }
         }

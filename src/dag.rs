@@ -17,7 +17,11 @@ pub fn render(p: &Pipeline, format: DagFormat) -> String {
     match format {
         DagFormat::Text => {
             for s in &p.stages {
-                let _ = writeln!(out, "{} ({})", s.name, s.kind.name());
+                match &s.description {
+                    Some(d) => writeln!(out, "{} ({}): {d}", s.name, s.kind.name()),
+                    None => writeln!(out, "{} ({})", s.name, s.kind.name()),
+                }
+                .ok();
                 for (input, source) in &s.inputs {
                     let _ = writeln!(out, "  <- {input}: {source}");
                 }

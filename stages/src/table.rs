@@ -25,6 +25,7 @@ fn properties() -> WriterProperties {
         .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_created_by("dagrun".to_string())
+        .set_dictionary_enabled(false)
         .build()
 }
 

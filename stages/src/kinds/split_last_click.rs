@@ -41,12 +41,11 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: SplitParams = params::typed(ctx.params)?;
     let clicks = ctx.input("clicks")?;
     let batch = rank(clicks)?;
-    let rn = table::column::<UInt64Array>(&batch, "rn", clicks)?;
+    let pos = table::column::<UInt64Array>(&batch, "pos", clicks)?;
     let n = table::column::<Int64Array>(&batch, "n", clicks)?;
+    let last = |i: usize| pos.value(i) as i64 == n.value(i);
     let keep = |want_test: bool| -> BooleanArray {
-        (0..batch.num_rows())
-            .map(|i| Some(n.value(i) >= p.min_clicks as i64 && (rn.value(i) == 1) == want_test))
-            .collect()
+        (0..batch.num_rows()).map(|i| Some(n.value(i) >= p.min_clicks as i64 && last(i) == want_test)).collect()
     };
     let columns = batch.project(&[0, 1, 2, 3]).map_err(failed)?;
     let mut report = Report::default();
@@ -56,7 +55,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         w.write(&rows)?;
         report.rows.insert(spec.name.into(), w.finish()?);
     }
-    let dropped = (0..batch.num_rows()).filter(|&i| rn.value(i) == 1 && n.value(i) < p.min_clicks as i64).count();
+    let dropped = (0..batch.num_rows()).filter(|&i| last(i) && n.value(i) < p.min_clicks as i64).count();
     report.metrics.insert("dropped_users".into(), dropped as f64);
     report.metrics.insert("test_users".into(), report.rows["test"] as f64);
     if dropped > 0 {
@@ -65,8 +64,9 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     Ok(report)
 }
 
-/// The clicks ordered by (user, time, seq) with each row's rank from the end of its
-/// user's history (`rn`, 1 = last) and the user's click count (`n`).
+/// The clicks ordered by (user, time, seq) with each row's position in its user's
+/// history (`pos`, 1 = first) and the user's click count (`n`): the last click has
+/// pos = n. The window's order is the output's order, so DataFusion sorts once.
 fn rank(clicks: &std::path::Path) -> Result<RecordBatch, StageError> {
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     rt.block_on(async {
@@ -79,7 +79,7 @@ fn rank(clicks: &std::path::Path) -> Result<RecordBatch, StageError> {
         sc.register_parquet("clicks", &path, ParquetReadOptions::default().file_extension("")).await.map_err(failed)?;
         let sql = format!(
             "SELECT {USER}, {ITEM}, {TIMESTAMP}, {SEQ}, \
-               ROW_NUMBER() OVER (PARTITION BY {USER} ORDER BY {TIMESTAMP} DESC, {SEQ} DESC) AS rn, \
+               ROW_NUMBER() OVER (PARTITION BY {USER} ORDER BY {TIMESTAMP}, {SEQ}) AS pos, \
                COUNT(*) OVER (PARTITION BY {USER}) AS n \
              FROM clicks ORDER BY {USER}, {TIMESTAMP}, {SEQ}"
         );
