@@ -149,3 +149,29 @@ pub fn catalog() -> &'static [KindSpec] {
 pub fn kind(name: &str) -> Option<&'static KindSpec> {
     catalog().iter().find(|k| k.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_build_time_fingerprint() {
+        let mut seen = std::collections::HashSet::new();
+        for k in catalog() {
+            assert_eq!(k.fingerprint.len(), 64, "{}: {:?}", k.name, k.fingerprint);
+            assert!(k.fingerprint.chars().all(|c| c.is_ascii_hexdigit()));
+            assert!(seen.insert(k.fingerprint), "{} shares its fingerprint", k.name);
+            assert_eq!(kind(k.name).map(|x| x.name), Some(k.name));
+        }
+        assert!(kind("cmd").is_none(), "cmd belongs to the engine");
+    }
+
+    #[test]
+    fn every_kind_fills_its_defaults() {
+        for k in catalog() {
+            let filled = (k.params)(serde_json::json!({})).unwrap();
+            assert!(filled.is_object(), "{}", k.name);
+            assert_eq!((k.params)(filled.clone()).unwrap(), filled, "{}: defaults are a fixed point", k.name);
+        }
+    }
+}
