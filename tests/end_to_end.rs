@@ -216,3 +216,20 @@ fn cuda_without_the_feature_is_a_clear_error_and_auto_falls_back() {
     assert_eq!(r.code, 2);
     assert!(r.stdout.contains("device `tpu`: expected cpu, cuda, cuda:N or auto"), "{}", r.stdout);
 }
+
+#[test]
+fn metrics_diff_against_an_earlier_run_id() {
+    let p = default_run();
+    let run_id = std::fs::read_dir(p.store().join("runs"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
+        .min()
+        .unwrap();
+    let r = p.dagrun(&["metrics", "--diff", &run_id]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = r.stdout.lines().find(|l| l.starts_with("evaluate.hr@50 ")).unwrap();
+    assert!(line.trim_end().ends_with("+0.000000"), "the first run produced the current metrics: {line}");
+    let r = p.dagrun(&["metrics", "--diff", "no-such-run"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("neither a file nor a run id"), "{}", r.stderr);
+}
