@@ -173,11 +173,14 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
                 jobs,
                 force: force.clone(),
                 targets: targets.clone(),
-                dry_run: *dry_run,
                 wait: *wait,
                 progress: std::io::stderr().is_terminal(),
             };
-            dagrun::run::run(&p, &store, &opts, &mut stdout)?;
+            if *dry_run {
+                dagrun::run::dry_run(&p, &store, &opts, &mut stdout)?;
+            } else {
+                dagrun::run::run(&p, &store, &opts, &mut stdout)?;
+            }
         }
         Command::Status { pipeline, json } => {
             let p = load(pipeline)?;

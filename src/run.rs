@@ -28,8 +28,6 @@ pub struct RunOptions {
     pub force: Vec<String>,
     /// Run only these stages and what they need; empty means all.
     pub targets: Vec<String>,
-    /// Print the plan, run nothing.
-    pub dry_run: bool,
     /// Wait for another run's lock instead of failing.
     pub wait: bool,
     /// Draw progress bars (on a terminal).
@@ -69,26 +67,20 @@ pub fn stage_indices(p: &Pipeline, names: &[String], what: &str) -> Result<Vec<u
         .collect()
 }
 
-/// Runs the pipeline; writes one line per stage to `out` and returns the run log.
-pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions, out: &mut dyn Write) -> Result<RunLog, Error> {
+/// Which stages the run covers (targets and what they need) and which are forced.
+fn selection(p: &Pipeline, opts: &RunOptions) -> Result<(Vec<bool>, Vec<bool>), Error> {
     let targets = stage_indices(p, &opts.targets, "target")?;
-    let forced_idx = stage_indices(p, &opts.force, "--force")?;
     let needed = if targets.is_empty() { vec![true; p.stages.len()] } else { p.needed_by(&targets) };
     let mut forced = vec![false; p.stages.len()];
-    for i in forced_idx {
+    for i in stage_indices(p, &opts.force, "--force")? {
         forced[i] = true;
     }
-    if opts.dry_run {
-        dry_run(p, store, &needed, &forced, out)?;
-        return Ok(RunLog {
-            id: String::new(),
-            pipeline: p.file.display().to_string(),
-            started: 0,
-            duration_s: 0.0,
-            stages: Vec::new(),
-        });
-    }
+    Ok((needed, forced))
+}
 
+/// Runs the pipeline; writes one line per stage to `out` and returns the run log.
+pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions, out: &mut dyn Write) -> Result<RunLog, Error> {
+    let (needed, forced) = selection(p, opts)?;
     let _lock = crate::lock::acquire(&store.root, "run", opts.wait)?;
     // Anything in tmp/ is left over from a killed run: never a result, safe to drop.
     let _ = std::fs::remove_dir_all(store.tmp());
@@ -133,13 +125,18 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions, out: &mut dyn Write) 
             crate::checks::Operand::Number(_) => true,
         })
     };
-    let checks: Vec<_> = p.checks.iter().filter(|c| covered(c)).cloned().collect();
-    let failures = crate::checks::failures(&checks, &crate::metrics::current(p, store));
-    for c in checks.iter().filter(|c| !failures.iter().any(|f| f.starts_with(&c.text))) {
-        let _ = writeln!(out, "check ok     {c}");
-    }
-    for f in &failures {
-        let _ = writeln!(out, "check FAILED {f}");
+    let metrics = crate::metrics::current(p, store);
+    let mut failures = Vec::new();
+    for c in p.checks.iter().filter(|c| covered(c)) {
+        match c.holds(&metrics) {
+            Ok(()) => writeln!(out, "check ok     {c}"),
+            Err(why) => {
+                let line = writeln!(out, "check FAILED {why}");
+                failures.push(why);
+                line
+            }
+        }
+        .ok();
     }
     if !failures.is_empty() {
         return Err(Error::ChecksFailed(failures));
@@ -153,9 +150,11 @@ fn run_id() -> String {
     format!("{ms:013}-{}", std::process::id())
 }
 
-fn dry_run(p: &Pipeline, store: &Store, needed: &[bool], forced: &[bool], out: &mut dyn Write) -> Result<(), Error> {
+/// Prints what `run` would do and why; runs nothing, takes no lock.
+pub fn dry_run(p: &Pipeline, store: &Store, opts: &RunOptions, out: &mut dyn Write) -> Result<(), Error> {
+    let (needed, forced) = selection(p, opts)?;
     let mut index = InputIndex::load(store.input_index());
-    let statuses = status::compute(p, store, &mut index, forced)?;
+    let statuses = status::compute(p, store, &mut index, &forced)?;
     for (s, st) in statuses.iter().enumerate().filter(|(i, _)| needed[*i]).map(|(i, st)| (&p.stages[i], st)) {
         let verb = match st.state {
             State::Fresh => "skip",
