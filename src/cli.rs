@@ -149,7 +149,9 @@ pub fn main() -> i32 {
 
 fn store_for(cli: &Cli, pipeline_file: &Path) -> Store {
     let root = cli.store.clone().unwrap_or_else(|| pipeline_file.parent().unwrap_or(Path::new("")).join("artifacts"));
-    Store::new(root)
+    // Absolute, so that paths handed to `cmd` stages (run in the pipeline's directory)
+    // and printed by `show` hold wherever they are used.
+    Store::new(std::path::absolute(&root).unwrap_or(root))
 }
 
 fn load(args: &PipelineArgs) -> Result<Pipeline, Error> {

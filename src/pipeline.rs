@@ -293,7 +293,7 @@ pub fn parse(file: &Path, text: &str, overrides: &Overrides) -> Result<Pipeline,
                     path.display()
                 )));
             }
-            inputs.insert(iname.clone(), Source::Path(path.clone()));
+            inputs.insert(iname.clone(), Source::Path(std::path::absolute(path).unwrap_or_else(|_| path.clone())));
             locs.insert(iname.clone(), name.referenced);
         }
         if let Kind::Builtin(spec) = stages[i].kind
@@ -473,7 +473,9 @@ fn resolve_source(
             ));
         }
     }
+    // Absolute: a `cmd` stage runs in the pipeline's directory, not the caller's.
     let path = dir.join(value);
+    let path = std::path::absolute(&path).unwrap_or(path);
     if !path.exists() && !allow_missing {
         return Err(format!("input path `{value}` does not exist (relative paths start at the pipeline's directory)"));
     }

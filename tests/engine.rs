@@ -317,3 +317,18 @@ fn store_flag_and_env_choose_the_store() {
 fn ran_cmd(c: &mut std::process::Command) -> common::Ran {
     common::ran(c.output().unwrap())
 }
+
+#[test]
+fn cmd_stages_find_their_paths_when_run_from_another_directory() {
+    // Regression: relative store and input paths were handed to commands that run in
+    // the pipeline's directory, so `dagrun run sub/pipeline.yaml` broke them.
+    let p = Project::new("");
+    p.write(
+        "sub/pipeline.yaml",
+        "stages:\n  a:\n    kind: cmd\n    inputs: {data: data.txt}\n    run: 'cp \"$DAGRUN_INPUT_DATA\" \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n  b:\n    kind: cmd\n    inputs: {in: a.o}\n    run: 'cat \"$DAGRUN_INPUT_IN\" \"$DAGRUN_INPUT_IN\" > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n",
+    );
+    p.write("sub/data.txt", "x\n");
+    let r = p.dagrun(&["run", "sub/pipeline.yaml"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(p.read("sub/artifacts/latest/b/o.txt"), "x\nx\n");
+}

@@ -5,6 +5,7 @@
 //! function. Nothing here knows about caching, the store or the DAG.
 
 pub mod clicks;
+pub mod fxhash;
 pub mod kinds;
 pub mod metrics;
 pub mod params;

@@ -5,7 +5,6 @@
 //! seen in training keeps its own index. The vocabularies are an output (`vocab`:
 //! feature, index, value), so later stages can speak raw ids again.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use datafusion::arrow::array::{Array, ArrayRef, Float32Array, Int32Array, Int64A
 use serde::{Deserialize, Serialize};
 
 use crate::clicks::{ITEM, TIMESTAMP, USER};
+use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::table;
 use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
 
@@ -60,14 +60,15 @@ pub const ITEM_IDX: &str = "item";
 /// A fitted vocabulary: sorted unique values, index = position + 1.
 struct Vocab<'a> {
     values: Vec<&'a str>,
-    index: HashMap<&'a str, i32>,
+    index: FxHashMap<&'a str, i32>,
 }
 
 impl<'a> Vocab<'a> {
     fn fit(columns: &[&'a StringArray]) -> Vocab<'a> {
-        let mut values: Vec<&str> = columns.iter().flat_map(|c| c.iter().flatten()).collect();
+        // Distinct values first (hashing), then sort only those.
+        let distinct: FxHashSet<&str> = columns.iter().flat_map(|c| c.iter().flatten()).collect();
+        let mut values: Vec<&str> = distinct.into_iter().collect();
         values.sort_unstable();
-        values.dedup();
         let index = values.iter().enumerate().map(|(i, v)| (*v, i as i32 + 1)).collect();
         Vocab { values, index }
     }

@@ -15,6 +15,9 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::encode::{ITEM_IDX, USER_IDX};
+use rayon::prelude::*;
+
+use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::rng::{Alias, Rng};
 use crate::table::{self, TableWriter};
 use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
@@ -102,8 +105,18 @@ impl Examples {
         self.age.push(age);
     }
 
-    fn len(&self) -> usize {
-        self.user.len()
+    /// Moves `other`'s examples after this one's.
+    fn append(&mut self, other: Examples) {
+        let base = self.hist.len() as i32;
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        self.offsets.extend(other.offsets.iter().skip(1).map(|o| o + base));
+        self.user.extend(other.user);
+        self.item.extend(other.item);
+        self.label.extend(other.label);
+        self.hist.extend(other.hist);
+        self.age.extend(other.age);
     }
 
     fn take_batch(&mut self) -> Result<RecordBatch, StageError> {
@@ -125,51 +138,43 @@ impl Examples {
     }
 }
 
-/// Rows buffered before a batch goes to the Parquet writer.
-const FLUSH_ROWS: usize = 256 * 1024;
+/// Users whose examples are built (in parallel) before they are written.
+const USERS_PER_ROUND: usize = 32 * 1024;
+/// Users one rayon task handles.
+const USERS_PER_TASK: usize = 1024;
 
-fn run(ctx: &StageCtx) -> Result<Report, StageError> {
-    let p: SampleParams = params::typed(ctx.params)?;
-    let (train_path, test_path) = (ctx.input("train")?, ctx.input("test")?);
-    let (tr_user, tr_item, tr_ts) = read_clicks(train_path)?;
-    let (te_user, te_item, _) = read_clicks(test_path)?;
-    let n_items = tr_item.iter().chain(&te_item).copied().max().unwrap_or(0) as usize;
-    let t_max = tr_ts.iter().copied().max().unwrap_or(0);
+/// What every user's examples are drawn from.
+struct Source<'a> {
+    p: &'a SampleParams,
+    items: &'a [i32],
+    timestamps: &'a [i64],
+    t_max: i64,
+    counts: &'a [f64],
+    total: f64,
+    neg_table: &'a Option<Alias>,
+    n_items: usize,
+}
 
-    // Item click counts in the training data drive subsampling and popularity negatives.
-    let mut counts = vec![0f64; n_items + 1];
-    for &i in &tr_item {
-        counts[i as usize] += 1.0;
-    }
-    let total: f64 = tr_item.len() as f64;
-    let neg_table = negative_table(&counts, p.neg_method);
-
-    // Rows are grouped by user (encode keeps split's (user, time) order); test rows are one per user.
-    let mut test_of = std::collections::HashMap::with_capacity(te_user.len());
-    for (u, i) in te_user.iter().zip(&te_item) {
-        test_of.insert(*u, *i);
-    }
-    let mut train_w = TableWriter::create(&ctx.output(&TRAIN), Examples::default().take_batch()?.schema())?;
-    let mut test_w = TableWriter::create(&ctx.output(&TEST), Examples::default().take_batch()?.schema())?;
-    let (mut train_ex, mut test_ex) = (Examples::default(), Examples::default());
-    let mut seq: Vec<i32> = Vec::new();
-    let mut ages: Vec<f32> = Vec::new();
-    let mut hist: Vec<i32> = Vec::new();
-    let max_hist = p.max_hist as usize;
-    let groups = user_groups(&tr_user);
-    let mut covered = std::collections::HashSet::with_capacity(groups.len());
-    ctx.progress.set_length(groups.len() as u64);
-    for (g, &(user, start, end)) in groups.iter().enumerate() {
-        covered.insert(user);
-        seq.clear();
-        seq.extend_from_slice(&tr_item[start..end]);
-        ages.clear();
-        ages.extend(tr_ts[start..end].iter().map(|&ts| ((t_max - ts) as f64 / 3600.0) as f32));
-        let test_item = test_of.get(&user).copied();
+impl Source<'_> {
+    /// One user's examples: training clicks `start..end` (time order), then the test click.
+    fn user(
+        &self,
+        user: i32,
+        start: usize,
+        end: usize,
+        test_item: Option<i32>,
+        train: &mut Examples,
+        test: &mut Examples,
+    ) {
+        let p = self.p;
+        let mut seq: Vec<i32> = self.items[start..end].to_vec();
+        let mut ages: Vec<f32> =
+            self.timestamps[start..end].iter().map(|&ts| ((self.t_max - ts) as f64 / 3600.0) as f32).collect();
         if let Some(t) = test_item {
             seq.push(t);
             ages.push(0.0);
         }
+        // Seeded per user: the same examples whatever thread builds them.
         let mut rng = Rng::fork(p.seed, user as u64);
         let n = seq.len();
         let last_train = if test_item.is_some() { n - 1 } else { n };
@@ -179,34 +184,80 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         };
         let mut clicked: Vec<i32> = seq.clone();
         clicked.sort_unstable();
+        let mut hist: Vec<i32> = Vec::with_capacity(p.max_hist as usize);
         for i in first..n {
             hist.clear();
-            hist.extend(seq[i.saturating_sub(max_hist)..i].iter().rev());
+            hist.extend(seq[i.saturating_sub(p.max_hist as usize)..i].iter().rev());
             let target = seq[i];
             if i == n - 1 && test_item.is_some() {
-                test_ex.push(user, target, 1, &hist, 0.0);
+                test.push(user, target, 1, &hist, 0.0);
                 continue;
             }
             if let Some(t) = p.subsample_t {
-                let f = counts[target as usize] / total;
+                let f = self.counts[target as usize] / self.total;
                 let keep = ((f / t).sqrt() + 1.0) * t / f;
                 if rng.f64() >= keep {
                     continue;
                 }
             }
-            train_ex.push(user, target, 1, &hist, ages[i]);
+            train.push(user, target, 1, &hist, ages[i]);
             for _ in 0..p.neg_ratio {
-                if let Some(neg) = draw_negative(&neg_table, n_items, &clicked, &mut rng) {
-                    train_ex.push(user, neg, 0, &hist, ages[i]);
+                if let Some(neg) = draw_negative(self.neg_table, self.n_items, &clicked, &mut rng) {
+                    train.push(user, neg, 0, &hist, ages[i]);
                 }
             }
         }
-        if train_ex.len() >= FLUSH_ROWS {
-            train_w.write(&train_ex.take_batch()?)?;
+    }
+}
+
+fn run(ctx: &StageCtx) -> Result<Report, StageError> {
+    let p: SampleParams = params::typed(ctx.params)?;
+    let (train_path, test_path) = (ctx.input("train")?, ctx.input("test")?);
+    let (tr_user, tr_item, tr_ts) = read_clicks(train_path)?;
+    let (te_user, te_item, _) = read_clicks(test_path)?;
+    let n_items = tr_item.iter().chain(&te_item).copied().max().unwrap_or(0) as usize;
+
+    // Item click counts in the training data drive subsampling and popularity negatives.
+    let mut counts = vec![0f64; n_items + 1];
+    for &i in &tr_item {
+        counts[i as usize] += 1.0;
+    }
+    let neg_table = negative_table(&counts, p.neg_method);
+    let source = Source {
+        p: &p,
+        items: &tr_item,
+        timestamps: &tr_ts,
+        t_max: tr_ts.iter().copied().max().unwrap_or(0),
+        counts: &counts,
+        total: tr_item.len() as f64,
+        neg_table: &neg_table,
+        n_items,
+    };
+
+    // Rows are grouped by user (encode keeps split's (user, time) order); test rows are one per user.
+    let test_of: FxHashMap<i32, i32> = te_user.iter().copied().zip(te_item.iter().copied()).collect();
+    let mut train_w = TableWriter::create(&ctx.output(&TRAIN), Examples::default().take_batch()?.schema())?;
+    let mut test_w = TableWriter::create(&ctx.output(&TEST), Examples::default().take_batch()?.schema())?;
+    let mut test_ex = Examples::default();
+    let groups = user_groups(&tr_user);
+    let covered: FxHashSet<i32> = groups.iter().map(|g| g.0).collect();
+    ctx.progress.set_length(groups.len() as u64);
+    for (round, users) in groups.chunks(USERS_PER_ROUND).enumerate() {
+        let parts: Vec<(Examples, Examples)> = users
+            .par_chunks(USERS_PER_TASK)
+            .map(|task| {
+                let (mut train, mut test) = (Examples::default(), Examples::default());
+                for &(user, start, end) in task {
+                    source.user(user, start, end, test_of.get(&user).copied(), &mut train, &mut test);
+                }
+                (train, test)
+            })
+            .collect();
+        for (mut train, test) in parts {
+            train_w.write(&train.take_batch()?)?;
+            test_ex.append(test);
         }
-        if g % 4096 == 0 {
-            ctx.progress.set_position(g as u64);
-        }
+        ctx.progress.set_position(((round + 1) * USERS_PER_ROUND).min(groups.len()) as u64);
     }
     // Test users without training clicks still get their (history-less) test example.
     for (u, i) in te_user.iter().zip(&te_item) {
@@ -214,7 +265,6 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
             test_ex.push(*u, *i, 1, &[], 0.0);
         }
     }
-    train_w.write(&train_ex.take_batch()?)?;
     test_w.write(&test_ex.take_batch()?)?;
     let mut report = Report::default();
     report.rows.insert("train".into(), train_w.finish()?);

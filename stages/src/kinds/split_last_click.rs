@@ -68,7 +68,8 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 /// history (`pos`, 1 = first) and the user's click count (`n`): the last click has
 /// pos = n. The window's order is the output's order, so DataFusion sorts once.
 fn rank(clicks: &std::path::Path) -> Result<RecordBatch, StageError> {
-    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    // Two workers: the window's partitions are sorted in parallel.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
     rt.block_on(async {
         // Plain Utf8 out, as every other table of the pipeline has it (not Utf8View).
         let config = SessionConfig::new()
