@@ -3,7 +3,7 @@
 //! the later row is "last".
 
 use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch, UInt64Array};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use serde::{Deserialize, Serialize};
 
@@ -40,22 +40,27 @@ pub const SPEC: KindSpec = KindSpec {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: SplitParams = params::typed(ctx.params)?;
     let clicks = ctx.input("clicks")?;
-    let batch = rank(clicks)?;
-    let pos = table::column::<UInt64Array>(&batch, "pos", clicks)?;
-    let n = table::column::<Int64Array>(&batch, "n", clicks)?;
-    let last = |i: usize| pos.value(i) as i64 == n.value(i);
-    let keep = |want_test: bool| -> BooleanArray {
-        (0..batch.num_rows()).map(|i| Some(n.value(i) >= p.min_clicks as i64 && last(i) == want_test)).collect()
-    };
-    let columns = batch.project(&[0, 1, 2, 3]).map_err(failed)?;
-    let mut report = Report::default();
-    for (spec, test) in [(&TRAIN, false), (&TEST, true)] {
-        let rows = filter_record_batch(&columns, &keep(test)).map_err(failed)?;
-        let mut w = TableWriter::create(&ctx.output(spec), rows.schema())?;
-        w.write(&rows)?;
-        report.rows.insert(spec.name.into(), w.finish()?);
+    let batches = rank(clicks)?;
+    let schema = batches[0].project(&[0, 1, 2, 3]).map_err(failed)?.schema();
+    let mut train = TableWriter::create(&ctx.output(&TRAIN), schema.clone())?;
+    let mut test = TableWriter::create(&ctx.output(&TEST), schema)?;
+    let mut dropped = 0;
+    // Batch by batch, so the ranked log is never copied whole.
+    for batch in &batches {
+        let pos = table::column::<UInt64Array>(batch, "pos", clicks)?;
+        let n = table::column::<Int64Array>(batch, "n", clicks)?;
+        let last = |i: usize| pos.value(i) as i64 == n.value(i);
+        let kept = |i: usize| n.value(i) >= p.min_clicks as i64;
+        let columns = batch.project(&[0, 1, 2, 3]).map_err(failed)?;
+        let is_test: BooleanArray = (0..batch.num_rows()).map(|i| Some(kept(i) && last(i))).collect();
+        let is_train: BooleanArray = (0..batch.num_rows()).map(|i| Some(kept(i) && !last(i))).collect();
+        train.write(&filter_record_batch(&columns, &is_train).map_err(failed)?)?;
+        test.write(&filter_record_batch(&columns, &is_test).map_err(failed)?)?;
+        dropped += (0..batch.num_rows()).filter(|&i| last(i) && !kept(i)).count();
     }
-    let dropped = (0..batch.num_rows()).filter(|&i| last(i) && n.value(i) < p.min_clicks as i64).count();
+    let mut report = Report::default();
+    report.rows.insert(TRAIN.name.into(), train.finish()?);
+    report.rows.insert(TEST.name.into(), test.finish()?);
     report.metrics.insert("dropped_users".into(), dropped as f64);
     report.metrics.insert("test_users".into(), report.rows["test"] as f64);
     if dropped > 0 {
@@ -67,7 +72,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 /// The clicks ordered by (user, time, seq) with each row's position in its user's
 /// history (`pos`, 1 = first) and the user's click count (`n`): the last click has
 /// pos = n. The window's order is the output's order, so DataFusion sorts once.
-fn rank(clicks: &std::path::Path) -> Result<RecordBatch, StageError> {
+fn rank(clicks: &std::path::Path) -> Result<Vec<RecordBatch>, StageError> {
     // Two workers: the window's partitions are sorted in parallel.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
     rt.block_on(async {
@@ -85,11 +90,10 @@ fn rank(clicks: &std::path::Path) -> Result<RecordBatch, StageError> {
              FROM clicks ORDER BY {USER}, {TIMESTAMP}, {SEQ}"
         );
         let batches = sc.sql(&sql).await.map_err(failed)?.collect().await.map_err(failed)?;
-        let schema = match batches.first() {
-            Some(b) => b.schema(),
-            None => return Err(StageError::BadInput(format!("{}: no clicks", clicks.display()))),
-        };
-        concat_batches(&schema, &batches).map_err(failed)
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Err(StageError::BadInput(format!("{}: no clicks", clicks.display())));
+        }
+        Ok(batches)
     })
 }
 
