@@ -12,6 +12,7 @@ pub mod hash;
 pub mod kind;
 pub mod lock;
 pub mod metrics;
+pub mod overrides;
 pub mod pipeline;
 pub mod run;
 pub mod show;
