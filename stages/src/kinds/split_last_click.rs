@@ -5,6 +5,7 @@
 use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch, UInt64Array};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::clicks::{ITEM, SEQ, TIMESTAMP, USER};
@@ -40,24 +41,32 @@ pub const SPEC: KindSpec = KindSpec {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: SplitParams = params::typed(ctx.params)?;
     let clicks = ctx.input("clicks")?;
-    let batches = rank(clicks)?;
-    let schema = batches[0].project(&[0, 1, 2, 3]).map_err(failed)?.schema();
-    let mut train = TableWriter::create(&ctx.output(&TRAIN), schema.clone())?;
-    let mut test = TableWriter::create(&ctx.output(&TEST), schema)?;
+    let mut writers: Option<(TableWriter, TableWriter)> = None;
     let mut dropped = 0;
-    // Batch by batch, so the ranked log is never copied whole.
-    for batch in &batches {
+    // Batch by batch as DataFusion streams them, so the ranked log is never held whole.
+    rank(clicks, |batch| {
         let pos = table::column::<UInt64Array>(batch, "pos", clicks)?;
         let n = table::column::<Int64Array>(batch, "n", clicks)?;
         let last = |i: usize| pos.value(i) as i64 == n.value(i);
         let kept = |i: usize| n.value(i) >= p.min_clicks as i64;
         let columns = batch.project(&[0, 1, 2, 3]).map_err(failed)?;
+        let (train, test) = match &mut writers {
+            Some(w) => w,
+            None => writers.insert((
+                TableWriter::create(&ctx.output(&TRAIN), columns.schema())?,
+                TableWriter::create(&ctx.output(&TEST), columns.schema())?,
+            )),
+        };
         let is_test: BooleanArray = (0..batch.num_rows()).map(|i| Some(kept(i) && last(i))).collect();
         let is_train: BooleanArray = (0..batch.num_rows()).map(|i| Some(kept(i) && !last(i))).collect();
         train.write(&filter_record_batch(&columns, &is_train).map_err(failed)?)?;
         test.write(&filter_record_batch(&columns, &is_test).map_err(failed)?)?;
         dropped += (0..batch.num_rows()).filter(|&i| last(i) && !kept(i)).count();
-    }
+        Ok(())
+    })?;
+    let Some((train, test)) = writers else {
+        return Err(StageError::BadInput(format!("{}: no clicks", clicks.display())));
+    };
     let mut report = Report::default();
     report.rows.insert(TRAIN.name.into(), train.finish()?);
     report.rows.insert(TEST.name.into(), test.finish()?);
@@ -69,10 +78,14 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     Ok(report)
 }
 
-/// The clicks ordered by (user, time, seq) with each row's position in its user's
-/// history (`pos`, 1 = first) and the user's click count (`n`): the last click has
-/// pos = n. The window's order is the output's order, so DataFusion sorts once.
-fn rank(clicks: &std::path::Path) -> Result<Vec<RecordBatch>, StageError> {
+/// Streams the clicks ordered by (user, time, seq) into `each`, with each row's
+/// position in its user's history (`pos`, 1 = first) and the user's click count (`n`):
+/// the last click has pos = n. The window's order is the output's order, so DataFusion
+/// sorts once.
+fn rank(
+    clicks: &std::path::Path,
+    mut each: impl FnMut(&RecordBatch) -> Result<(), StageError>,
+) -> Result<(), StageError> {
     // Two workers: the window's partitions are sorted in parallel.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
     rt.block_on(async {
@@ -89,11 +102,14 @@ fn rank(clicks: &std::path::Path) -> Result<Vec<RecordBatch>, StageError> {
                COUNT(*) OVER (PARTITION BY {USER}) AS n \
              FROM clicks ORDER BY {USER}, {TIMESTAMP}, {SEQ}"
         );
-        let batches = sc.sql(&sql).await.map_err(failed)?.collect().await.map_err(failed)?;
-        if batches.iter().all(|b| b.num_rows() == 0) {
-            return Err(StageError::BadInput(format!("{}: no clicks", clicks.display())));
+        let mut stream = sc.sql(&sql).await.map_err(failed)?.execute_stream().await.map_err(failed)?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(failed)?;
+            if batch.num_rows() > 0 {
+                each(&batch)?;
+            }
         }
-        Ok(batches)
+        Ok(())
     })
 }
 
