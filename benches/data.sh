@@ -4,10 +4,7 @@
 # time (from its record) and the peak RSS of the run that does the three stages.
 # Usage: benches/data.sh [path/to/dagrun]
 set -euo pipefail
-bin=${1:-${CARGO_TARGET_DIR:-$HOME/.cache/dagrun-target}/release/dagrun}
-bin=$(realpath "$bin")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
 cat >"$work/pipeline.yaml" <<'YAML'
 stages:
   clicks:

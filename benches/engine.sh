@@ -4,10 +4,7 @@
 # the per-stage overhead of a forced rerun beyond the commands themselves.
 # Usage: benches/engine.sh [path/to/dagrun]
 set -euo pipefail
-bin=${1:-${CARGO_TARGET_DIR:-$HOME/.cache/dagrun-target}/release/dagrun}
-bin=$(realpath "$bin")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
 
 gen() { # n -> pipeline.yaml
   local n=$1

@@ -3,11 +3,7 @@
 # HR@50 and NDCG@50 (HNSW retrieval, full catalogue, no exclusion), their mean,
 # and the training time. Usage: benches/quality.sh [path/to/dagrun] [ml-100k dir]
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-bin=$(realpath "${1:-${CARGO_TARGET_DIR:-$HOME/.cache/dagrun-target}/release/dagrun}")
-data=$(realpath "${2:-$here/../shared/data/ml-100k}")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
 cp "$here/examples/movielens-100k.yaml" "$work/pipeline.yaml"
 cd "$work"
 for seed in 0 1 2; do

@@ -5,12 +5,7 @@
 # then 255 negatives, d=64, and a synthetic 1M-item table with its peak RSS.
 # Usage: benches/train.sh [path/to/dagrun] [ml-100k dir]
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:-${CARGO_TARGET_DIR:-$HOME/.cache/dagrun-target}/release/dagrun}
-bin=$(realpath "$bin")
-data=$(realpath "${2:-$here/../shared/data/ml-100k}")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
 cp "$here/examples/movielens-100k.yaml" "$work/pipeline.yaml"
 cd "$work"
 "$bin" run -I clicks.data="$data" --target sample >/dev/null
