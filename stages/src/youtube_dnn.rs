@@ -65,6 +65,14 @@ pub struct Users {
 }
 
 impl Users {
+    /// The row of feature `f`'s table that `user` looks up: its code, or row 0 (unknown)
+    /// when the user or the code lies outside the table. Gathering and the gradient
+    /// scatter both go through here, so they always touch the same row.
+    pub fn code(&self, f: usize, user: i32, rows: usize) -> usize {
+        let code = self.codes[f].get(user as usize).copied().unwrap_or(0) as usize;
+        if code < rows { code } else { 0 }
+    }
+
     /// Reads `encode.users`; `with_user_id` adds the user index itself as a feature.
     pub fn read(path: &Path, with_user_id: bool) -> Result<Users, StageError> {
         let b = table::read(path)?;
@@ -252,9 +260,7 @@ pub fn user_input(
     let d = config.emb_dim;
     pool(items, hist, &mut out[..d]);
     for (f, table) in features.iter().enumerate() {
-        let code = users.codes[f].get(user as usize).copied().unwrap_or(0) as usize;
-        let code = if code < table.rows { code } else { 0 };
-        out[d * (1 + f)..d * (2 + f)].copy_from_slice(table.row(code));
+        out[d * (1 + f)..d * (2 + f)].copy_from_slice(table.row(users.code(f, user, table.rows)));
     }
     let mut k = d * (1 + features.len());
     for v in age_features(age, config.age_max) {

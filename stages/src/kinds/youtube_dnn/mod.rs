@@ -351,8 +351,7 @@ impl Trainer {
         self.item_grad.apply(&mut self.items, &mut self.item_adam, lr_t, decay);
         for k in 0..self.features.len() {
             for (r, &i) in batch.iter().enumerate() {
-                let code = (users.codes[k].get(ex.user[i as usize] as usize).copied().unwrap_or(0) as usize)
-                    .min(self.features[k].rows - 1);
+                let code = users.code(k, ex.user[i as usize], self.features[k].rows);
                 let at = r * width + d * (1 + k);
                 self.feature_grad[k].add(code, &g_x[at..at + d], 1.0);
             }
