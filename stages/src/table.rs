@@ -5,11 +5,15 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchReader};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
+use datafusion::parquet::errors::ParquetError;
+use datafusion::parquet::file::writer::SerializedFileWriter;
+use rayon::prelude::*;
+use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 
@@ -22,35 +26,116 @@ fn properties() -> WriterProperties {
     WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 exists")))
-        .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_created_by("dagrun".to_string())
         .set_dictionary_enabled(false)
         .build()
 }
 
-/// Streams record batches into one Parquet file.
+/// Streams record batches into one Parquet file, encoding row groups in parallel.
+///
+/// Row groups are always `ROW_GROUP` rows (the last one fewer) and pages break where
+/// batches do, so the bytes depend on the batches written, never on the thread count
+/// or timing. (Concatenating a row group's slices first would make them depend on the
+/// rows alone, but copies every value once more.)
 pub struct TableWriter {
-    writer: ArrowWriter<File>,
+    file: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    /// Rows not yet encoded, as slices of the batches written.
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    row_groups: usize,
     rows: u64,
 }
 
 impl TableWriter {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<TableWriter, StageError> {
         let file = File::create(path)?;
-        let writer = ArrowWriter::try_new(file, schema, Some(properties())).map_err(failed)?;
-        Ok(TableWriter { writer, rows: 0 })
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties())).map_err(failed)?;
+        let (file, factory) = writer.into_serialized_writer().map_err(failed)?;
+        if factory.create_column_writers(0).map_err(failed)?.len() != schema.fields().len() {
+            return Err(StageError::Failed(format!("{}: struct columns cannot be written", path.display())));
+        }
+        Ok(TableWriter { file, factory, schema, pending: Vec::new(), pending_rows: 0, row_groups: 0, rows: 0 })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), StageError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
         self.rows += batch.num_rows() as u64;
-        self.writer.write(batch).map_err(failed)
+        self.pending_rows += batch.num_rows();
+        self.pending.push(batch.clone());
+        // Enough full row groups to keep every thread busy.
+        if self.pending_rows >= ROW_GROUP * rayon::current_num_threads() {
+            self.flush(false)?;
+        }
+        Ok(())
     }
 
     /// Finishes the file; returns the rows written.
-    pub fn finish(self) -> Result<u64, StageError> {
-        self.writer.close().map_err(failed)?;
+    pub fn finish(mut self) -> Result<u64, StageError> {
+        self.flush(true)?;
+        self.file.close().map_err(failed)?;
         Ok(self.rows)
+    }
+
+    /// Encodes the pending full row groups (with `all`, the short last one too) in
+    /// parallel, one task per (row group, column), and appends them in order.
+    fn flush(&mut self, all: bool) -> Result<(), StageError> {
+        let mut groups: Vec<Vec<RecordBatch>> = Vec::new();
+        let mut current: Vec<RecordBatch> = Vec::new();
+        let mut current_rows = 0;
+        for batch in std::mem::take(&mut self.pending) {
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let take = (ROW_GROUP - current_rows).min(batch.num_rows() - offset);
+                current.push(batch.slice(offset, take));
+                current_rows += take;
+                offset += take;
+                if current_rows == ROW_GROUP {
+                    groups.push(std::mem::take(&mut current));
+                    current_rows = 0;
+                }
+            }
+        }
+        if all && current_rows > 0 {
+            groups.push(std::mem::take(&mut current));
+            current_rows = 0;
+        }
+        self.pending = current;
+        self.pending_rows = current_rows;
+
+        // One leaf column per field (flat or list-of-primitive columns), so one writer each.
+        let fields = self.schema.fields();
+        let mut tasks = Vec::with_capacity(groups.len() * fields.len());
+        for (g, slices) in groups.iter().enumerate() {
+            let writers = self.factory.create_column_writers(self.row_groups + g).map_err(failed)?;
+            tasks.extend(writers.into_iter().enumerate().map(|(c, w)| (c, slices, w)));
+        }
+        let chunks: Vec<ArrowColumnChunk> = tasks
+            .into_par_iter()
+            .map(|(c, slices, mut writer)| {
+                for slice in slices {
+                    for leaf in compute_leaves(&fields[c], slice.column(c))? {
+                        writer.write(&leaf)?;
+                    }
+                }
+                writer.close()
+            })
+            .collect::<Result<_, ParquetError>>()
+            .map_err(failed)?;
+        let mut chunks = chunks.into_iter();
+        for _ in &groups {
+            let mut row_group = self.file.next_row_group().map_err(failed)?;
+            for chunk in chunks.by_ref().take(fields.len()) {
+                chunk.append_to_row_group(&mut row_group).map_err(failed)?;
+            }
+            row_group.close().map_err(failed)?;
+        }
+        self.row_groups += groups.len();
+        Ok(())
     }
 }
 
@@ -70,17 +155,23 @@ pub fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, StageError> 
     RecordBatch::try_new(schema, columns.into_iter().map(|(_, a)| a).collect()).map_err(failed)
 }
 
-/// Reads a whole Parquet file into one batch.
+/// Reads a whole Parquet file into one batch, decoding its row groups in parallel.
 pub fn read(path: &Path) -> Result<RecordBatch, StageError> {
-    let file = File::open(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(failed)?
-        .with_batch_size(ROW_GROUP)
-        .build()
-        .map_err(failed)?;
-    let schema = reader.schema();
-    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(failed)?;
-    concat_batches(&schema, &batches).map_err(failed)
+    let metadata = ArrowReaderMetadata::load(&File::open(path)?, Default::default()).map_err(failed)?;
+    let groups = metadata.metadata().num_row_groups();
+    // Each task opens its own handle: clones of one would share the file offset.
+    let parts: Vec<Vec<RecordBatch>> = (0..groups)
+        .into_par_iter()
+        .map(|g| {
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(File::open(path)?, metadata.clone())
+                .with_row_groups(vec![g])
+                .with_batch_size(ROW_GROUP)
+                .build()
+                .map_err(failed)?;
+            reader.collect::<Result<Vec<_>, _>>().map_err(failed)
+        })
+        .collect::<Result<_, StageError>>()?;
+    concat_batches(metadata.schema(), parts.iter().flatten()).map_err(failed)
 }
 
 /// A column of `batch` by name, downcast to the array type `A`.
@@ -96,4 +187,63 @@ pub fn column<'b, A: Array + 'static>(batch: &'b RecordBatch, name: &str, path: 
 
 pub fn failed(e: impl std::fmt::Display) -> StageError {
     StageError::Failed(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int32Array, StringArray};
+
+    fn rows(n: i32) -> RecordBatch {
+        batch(vec![
+            ("id", Arc::new(Int32Array::from_iter_values(0..n)) as ArrayRef),
+            ("name", Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("v{}", i % 977))))),
+        ])
+        .unwrap()
+    }
+
+    /// Writes `all` in batches of the given sizes (cycled) with `threads` encoding threads.
+    fn write_in(path: &Path, all: &RecordBatch, sizes: &[usize], threads: usize) -> Vec<u8> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut w = TableWriter::create(path, all.schema()).unwrap();
+            let mut at = 0;
+            for size in sizes.iter().cycle() {
+                let size = (*size).min(all.num_rows() - at);
+                w.write(&all.slice(at, size)).unwrap();
+                at += size;
+                if at == all.num_rows() {
+                    break;
+                }
+            }
+            assert_eq!(w.finish().unwrap(), all.num_rows() as u64);
+        });
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn bytes_do_not_depend_on_the_thread_count() {
+        let d = tempfile::tempdir().unwrap();
+        let all = rows(ROW_GROUP as i32 * 5 + 1000);
+        let path = d.path().join("t.parquet");
+        let sizes = [1, 70_000, 0, 300_000];
+        let one = write_in(&path, &all, &sizes, 1);
+        assert_eq!(write_in(&path, &all, &sizes, 2), one);
+        assert_eq!(write_in(&path, &all, &sizes, 3), one);
+
+        let meta = ArrowReaderMetadata::load(&File::open(&path).unwrap(), Default::default()).unwrap();
+        let sizes: Vec<i64> = meta.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(sizes, [[ROW_GROUP as i64; 5].as_slice(), &[1000]].concat());
+        assert_eq!(read(&path).unwrap(), all, "row groups read back in order");
+    }
+
+    #[test]
+    fn an_empty_table_has_its_schema() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("empty.parquet");
+        let schema = rows(0).schema();
+        assert_eq!(TableWriter::create(&path, schema.clone()).unwrap().finish().unwrap(), 0);
+        let back = read(&path).unwrap();
+        assert_eq!((back.num_rows(), back.schema()), (0, schema));
+    }
 }

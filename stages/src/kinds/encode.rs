@@ -12,7 +12,7 @@ use datafusion::arrow::array::{Array, ArrayRef, Float32Array, Int32Array, Int64A
 use serde::{Deserialize, Serialize};
 
 use crate::clicks::{ITEM, TIMESTAMP, USER};
-use crate::fxhash::{FxHashMap, FxHashSet};
+use crate::fxhash::FxHashMap;
 use crate::table;
 use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
 
@@ -64,17 +64,41 @@ struct Vocab<'a> {
 }
 
 impl<'a> Vocab<'a> {
-    fn fit(columns: &[&'a StringArray]) -> Vocab<'a> {
-        // Distinct values first (hashing), then sort only those.
-        let distinct: FxHashSet<&str> = columns.iter().flat_map(|c| c.iter().flatten()).collect();
-        let mut values: Vec<&str> = distinct.into_iter().collect();
-        values.sort_unstable();
-        let index = values.iter().enumerate().map(|(i, v)| (*v, i as i32 + 1)).collect();
-        Vocab { values, index }
+    /// Fits the vocabulary of `columns` and encodes them, hashing each value once:
+    /// values get provisional codes in order of first sight, renumbered once sorted.
+    fn fit(columns: &[&'a StringArray]) -> (Vocab<'a>, Vec<Int32Array>) {
+        let mut index: FxHashMap<&str, i32> = FxHashMap::default();
+        let mut seen: Vec<&str> = Vec::new();
+        let provisional: Vec<Vec<i32>> = columns
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .map(|v| match v {
+                        Some(v) => *index.entry(v).or_insert_with(|| {
+                            seen.push(v);
+                            seen.len() as i32
+                        }),
+                        None => 0,
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..seen.len()).collect();
+        order.sort_unstable_by_key(|&i| seen[i]);
+        // final_code[provisional] (0 stays 0).
+        let mut final_code = vec![0i32; seen.len() + 1];
+        for (pos, &i) in order.iter().enumerate() {
+            final_code[i + 1] = pos as i32 + 1;
+        }
+        for code in index.values_mut() {
+            *code = final_code[*code as usize];
+        }
+        let codes = provisional.into_iter().map(|p| p.into_iter().map(|c| final_code[c as usize]).collect()).collect();
+        (Vocab { values: order.iter().map(|&i| seen[i]).collect(), index }, codes)
     }
 
-    fn encode(&self, column: &StringArray) -> Int32Array {
-        column.iter().map(|v| Some(v.and_then(|v| self.index.get(v).copied()).unwrap_or(0))).collect()
+    fn code(&self, value: &str) -> i32 {
+        self.index.get(value).copied().unwrap_or(0)
     }
 }
 
@@ -89,19 +113,17 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     };
     let (tr_u, tr_i) = (strings(&train, USER, train_path)?, strings(&train, ITEM, train_path)?);
     let (te_u, te_i) = (strings(&test, USER, test_path)?, strings(&test, ITEM, test_path)?);
-    let user_vocab = Vocab::fit(&[&tr_u, &te_u]);
-    let item_vocab = Vocab::fit(&[&tr_i, &te_i]);
+    let ((user_vocab, user_codes), (item_vocab, item_codes)) =
+        rayon::join(|| Vocab::fit(&[&tr_u, &te_u]), || Vocab::fit(&[&tr_i, &te_i]));
 
     let mut report = Report::default();
-    for (spec, batch, path, u, i) in
-        [(&TRAIN, &train, train_path, &tr_u, &tr_i), (&TEST, &test, test_path, &te_u, &te_i)]
-    {
+    for (k, (spec, batch, path)) in [(&TRAIN, &train, train_path), (&TEST, &test, test_path)].into_iter().enumerate() {
         let ts = table::column::<Int64Array>(batch, TIMESTAMP, path)?.clone();
         let rows = table::write(
             &ctx.output(spec),
             vec![
-                (USER_IDX, Arc::new(user_vocab.encode(u)) as ArrayRef),
-                (ITEM_IDX, Arc::new(item_vocab.encode(i))),
+                (USER_IDX, Arc::new(user_codes[k].clone()) as ArrayRef),
+                (ITEM_IDX, Arc::new(item_codes[k].clone())),
                 (TIMESTAMP, Arc::new(ts)),
             ],
         )?;
@@ -126,9 +148,9 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let schema = users.schema();
     for field in schema.fields().iter().filter(|f| f.name() != USER) {
         let col = strings(&users, field.name(), users_path)?;
-        let vocab = Vocab::fit(&[&col]);
+        let (vocab, _) = Vocab::fit(&[&col]);
         let codes: Int32Array = (1..=n_users)
-            .map(|u| Some(row_of_user[u].and_then(|r| col.is_valid(r).then(|| vocab.index[col.value(r)])).unwrap_or(0)))
+            .map(|u| Some(row_of_user[u].and_then(|r| col.is_valid(r).then(|| vocab.code(col.value(r)))).unwrap_or(0)))
             .collect();
         vocab_rows
             .extend(vocab.values.iter().enumerate().map(|(i, s)| (field.name().clone(), i as i32 + 1, s.to_string())));
@@ -137,7 +159,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     }
     // Dense: the user's number of training clicks (activity).
     let mut activity = vec![0f64; n_users + 1];
-    for u in user_vocab.encode(&tr_u).values() {
+    for u in user_codes[0].values() {
         activity[*u as usize] += 1.0;
     }
     for (name, values) in dense_columns("activity", &activity[1..], &p.dense) {
@@ -183,10 +205,12 @@ mod tests {
     fn vocab_is_sorted_and_starts_at_one() {
         let a = StringArray::from(vec!["b", "a", "c", "a"]);
         let b = StringArray::from(vec!["d"]);
-        let v = Vocab::fit(&[&a, &b]);
+        let (v, codes) = Vocab::fit(&[&a, &b]);
         assert_eq!(v.values, ["a", "b", "c", "d"]);
-        assert_eq!(v.encode(&a).values(), &[2, 1, 3, 1]);
-        assert_eq!(v.encode(&StringArray::from(vec!["zz"])).values(), &[0], "unknown is 0");
+        assert_eq!(codes[0].values(), &[2, 1, 3, 1]);
+        assert_eq!(codes[1].values(), &[4]);
+        assert_eq!(v.code("c"), 3);
+        assert_eq!(v.code("zz"), 0, "unknown is 0");
     }
 
     #[test]

@@ -215,6 +215,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let (train_path, test_path) = (ctx.input("train")?, ctx.input("test")?);
     let (tr_user, tr_item, tr_ts) = read_clicks(train_path)?;
     let (te_user, te_item, _) = read_clicks(test_path)?;
+    let ByUser { items: tr_item, timestamps: tr_ts, groups } = by_user(&tr_user, &tr_item, &tr_ts, train_path)?;
     let n_items = tr_item.iter().chain(&te_item).copied().max().unwrap_or(0) as usize;
 
     // Item click counts in the training data drive subsampling and popularity negatives.
@@ -234,12 +235,11 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         n_items,
     };
 
-    // Rows are grouped by user (encode keeps split's (user, time) order); test rows are one per user.
+    // Test rows are one per user.
     let test_of: FxHashMap<i32, i32> = te_user.iter().copied().zip(te_item.iter().copied()).collect();
     let mut train_w = TableWriter::create(&ctx.output(&TRAIN), Examples::default().take_batch()?.schema())?;
     let mut test_w = TableWriter::create(&ctx.output(&TEST), Examples::default().take_batch()?.schema())?;
     let mut test_ex = Examples::default();
-    let groups = user_groups(&tr_user);
     let covered: FxHashSet<i32> = groups.iter().map(|g| g.0).collect();
     ctx.progress.set_length(groups.len() as u64);
     for (round, users) in groups.chunks(USERS_PER_ROUND).enumerate() {
@@ -280,17 +280,50 @@ fn read_clicks(path: &Path) -> Result<(Vec<i32>, Vec<i32>, Vec<i64>), StageError
     Ok((user, item, ts))
 }
 
-/// (user, start, end) of each run of equal users, in order.
-fn user_groups(users: &[i32]) -> Vec<(i32, usize, usize)> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 1..=users.len() {
-        if i == users.len() || users[i] != users[start] {
-            out.push((users[start], start, i));
-            start = i;
-        }
+/// Training clicks grouped by user (ascending index) and, within a user, in time order.
+struct ByUser {
+    items: Vec<i32>,
+    timestamps: Vec<i64>,
+    /// (user, start, end) of each user's run.
+    groups: Vec<(i32, usize, usize)>,
+}
+
+/// Groups the training clicks by user with a counting sort; within a user, clicks are
+/// ordered by time, file order breaking ties.
+fn by_user(users: &[i32], items: &[i32], timestamps: &[i64], path: &Path) -> Result<ByUser, StageError> {
+    if let Some(bad) = users.iter().find(|&&u| u < 0) {
+        return Err(StageError::BadInput(format!("{}: user index {bad} is negative", path.display())));
     }
-    out
+    let n_users = users.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let mut start = vec![0usize; n_users + 1];
+    for &u in users {
+        start[u as usize + 1] += 1;
+    }
+    for u in 0..n_users {
+        start[u + 1] += start[u];
+    }
+    let mut next = start.clone();
+    let mut order = vec![0u32; users.len()];
+    for (row, &u) in users.iter().enumerate() {
+        order[next[u as usize]] = row as u32;
+        next[u as usize] += 1;
+    }
+    let mut groups = Vec::new();
+    for u in 0..n_users {
+        let rows = &mut order[start[u]..start[u + 1]];
+        if rows.is_empty() {
+            continue;
+        }
+        if !rows.is_sorted_by_key(|&r| timestamps[r as usize]) {
+            rows.sort_by_key(|&r| timestamps[r as usize]);
+        }
+        groups.push((u as i32, start[u], start[u + 1]));
+    }
+    Ok(ByUser {
+        items: order.iter().map(|&r| items[r as usize]).collect(),
+        timestamps: order.iter().map(|&r| timestamps[r as usize]).collect(),
+        groups,
+    })
 }
 
 /// The distribution negatives are drawn from; None means uniform over 1..=n_items.
@@ -330,7 +363,6 @@ mod tests {
 
     /// Encoded train/test tables from (user, item, ts) rows; test = each user's last row.
     fn examples(rows: &[(i32, i32, i64)], params: serde_json::Value) -> (RecordBatch, RecordBatch) {
-        let d = tempfile::tempdir().unwrap();
         let mut by_user: BTreeMap<i32, Vec<(i32, i64)>> = BTreeMap::new();
         for &(u, i, t) in rows {
             by_user.entry(u).or_default().push((i, t));
@@ -341,7 +373,13 @@ mod tests {
             tr.extend(rest.iter().map(|&(i, t)| (u, i, t)));
             te.push((u, last.0, last.1));
         }
-        for (name, rows) in [("train", &tr), ("test", &te)] {
+        sample(&tr, &te, params)
+    }
+
+    /// Runs `sample` on train and test tables with these rows, in this order.
+    fn sample(tr: &[(i32, i32, i64)], te: &[(i32, i32, i64)], params: serde_json::Value) -> (RecordBatch, RecordBatch) {
+        let d = tempfile::tempdir().unwrap();
+        for (name, rows) in [("train", tr), ("test", te)] {
             table::write(
                 &d.path().join(format!("{name}.parquet")),
                 vec![
@@ -363,8 +401,30 @@ mod tests {
         (table::read(&out.join("train.parquet")).unwrap(), table::read(&out.join("test.parquet")).unwrap())
     }
 
+    #[test]
+    fn rows_in_any_order_give_the_same_examples() {
+        // Two users' clicks interleaved as a log has them, one of user 2's out of time order.
+        let tr = [(2, 20, 5), (1, 10, 1), (2, 21, 1), (1, 11, 2), (2, 22, 9), (1, 12, 3)];
+        let te = [(1, 13, 4), (2, 23, 10)];
+        let mut grouped = tr.to_vec();
+        grouped.sort_by_key(|&(u, _, t)| (u, t));
+        let params = serde_json::json!({"neg_ratio": 1, "seed": 3});
+        let (a, a_test) = sample(&tr, &te, params.clone());
+        let (b, b_test) = sample(&grouped, &te, params);
+        assert_eq!(a, b);
+        assert_eq!(a_test, b_test);
+        assert_eq!(col_i32(&a, USER_IDX)[..4], [1, 1, 1, 1], "grouped by user, user 1 first");
+        let positives: Vec<Vec<i32>> =
+            hists(&a).into_iter().zip(labels(&a)).filter(|(_, l)| *l == 1).map(|(h, _)| h).collect();
+        assert_eq!(positives, [vec![10], vec![11, 10], vec![21], vec![20, 21]], "history in time order");
+    }
+
     fn col_i32(b: &RecordBatch, name: &str) -> Vec<i32> {
         b.column_by_name(name).unwrap().as_any().downcast_ref::<Int32Array>().unwrap().values().to_vec()
+    }
+
+    fn labels(b: &RecordBatch) -> Vec<i8> {
+        b.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec()
     }
 
     fn hists(b: &RecordBatch) -> Vec<Vec<i32>> {
@@ -394,8 +454,7 @@ mod tests {
         let (train, test) = examples(&rows, serde_json::json!({"neg_ratio": 2}));
         for b in [&train, &test] {
             let items = col_i32(b, ITEM_IDX);
-            let labels =
-                b.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
+            let labels = labels(b);
             for ((item, hist), label) in items.iter().zip(hists(b)).zip(labels) {
                 if label == 1 {
                     // Items of one user increase with time: everything in the history is earlier.
@@ -429,7 +488,7 @@ mod tests {
         assert_eq!(col_i32(&a, ITEM_IDX), col_i32(&b, ITEM_IDX));
         assert_ne!(col_i32(&a, ITEM_IDX), col_i32(&c, ITEM_IDX));
         let users = col_i32(&a, USER_IDX);
-        let labels = a.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
+        let labels = labels(&a);
         assert_eq!(labels.iter().filter(|&&l| l == 0).count(), 3 * labels.iter().filter(|&&l| l == 1).count());
         for ((u, item), l) in users.iter().zip(col_i32(&a, ITEM_IDX)).zip(labels) {
             if l == 0 {
@@ -456,8 +515,7 @@ mod tests {
             serde_json::json!({"neg_ratio": 200, "neg_method": "popularity", "max_samples_per_user": 1}),
         );
         let items = col_i32(&train, ITEM_IDX);
-        let labels =
-            train.column_by_name(LABEL).unwrap().as_any().downcast_ref::<Int8Array>().unwrap().values().to_vec();
+        let labels = labels(&train);
         let users = col_i32(&train, USER_IDX);
         let hot = items.iter().zip(&labels).zip(&users).filter(|((i, l), u)| **l == 0 && **i == 1 && **u == 31).count();
         // For user 31, item 1 holds 30 of the 61 training clicks: about half its negatives.

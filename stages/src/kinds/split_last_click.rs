@@ -1,11 +1,14 @@
 //! Kind `split_last_click`: per user, the last click by time becomes the test target,
 //! the rest is training data. Equal timestamps are broken by source order (`seq`):
-//! the later row is "last".
+//! the later row is "last". Both outputs keep the source order of the log.
 
-use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch, UInt64Array};
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use futures::StreamExt;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use serde::{Deserialize, Serialize};
 
 use crate::clicks::{ITEM, SEQ, TIMESTAMP, USER};
@@ -38,38 +41,66 @@ pub const SPEC: KindSpec = KindSpec {
     run,
 };
 
+/// Rows per batch DataFusion is handed.
+const SLICE: usize = 64 * 1024;
+
+/// What becomes of a click, indexed by its `seq`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Train,
+    Test,
+    Dropped,
+}
+
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: SplitParams = params::typed(ctx.params)?;
-    let clicks = ctx.input("clicks")?;
-    let mut writers: Option<(TableWriter, TableWriter)> = None;
-    let mut dropped = 0;
-    // Batch by batch as DataFusion streams them, so the ranked log is never held whole.
-    rank(clicks, |batch| {
-        let pos = table::column::<UInt64Array>(batch, "pos", clicks)?;
-        let n = table::column::<Int64Array>(batch, "n", clicks)?;
-        let last = |i: usize| pos.value(i) as i64 == n.value(i);
-        let kept = |i: usize| n.value(i) >= p.min_clicks as i64;
-        let columns = batch.project(&[0, 1, 2, 3]).map_err(failed)?;
-        let (train, test) = match &mut writers {
-            Some(w) => w,
-            None => writers.insert((
-                TableWriter::create(&ctx.output(&TRAIN), columns.schema())?,
-                TableWriter::create(&ctx.output(&TEST), columns.schema())?,
-            )),
-        };
-        let is_test: BooleanArray = (0..batch.num_rows()).map(|i| Some(kept(i) && last(i))).collect();
-        let is_train: BooleanArray = (0..batch.num_rows()).map(|i| Some(kept(i) && !last(i))).collect();
-        train.write(&filter_record_batch(&columns, &is_train).map_err(failed)?)?;
-        test.write(&filter_record_batch(&columns, &is_test).map_err(failed)?)?;
-        dropped += (0..batch.num_rows()).filter(|&i| last(i) && !kept(i)).count();
-        Ok(())
-    })?;
-    let Some((train, test)) = writers else {
-        return Err(StageError::BadInput(format!("{}: no clicks", clicks.display())));
+    let path = ctx.input("clicks")?;
+    let clicks = table::read(path)?;
+    if clicks.num_rows() == 0 {
+        return Err(StageError::BadInput(format!("{}: no clicks", path.display())));
+    }
+    let seq = table::column::<Int64Array>(&clicks, SEQ, path)?;
+    let bad_seq = || {
+        StageError::BadInput(format!(
+            "{}: column `{SEQ}` must number the rows 0..{} without repeats (as synth and ingest write it)",
+            path.display(),
+            clicks.num_rows()
+        ))
     };
+    let slot = |s: i64| usize::try_from(s).ok().filter(|&s| s < clicks.num_rows());
+
+    // The last click of every user, found by DataFusion; the rows stay in source order.
+    let users = last_clicks(&clicks, path, p.min_clicks)?;
+    let mut role = vec![Role::Train; clicks.num_rows()];
+    let mut dropped = 0;
+    for &(last, n) in &users.last {
+        let keep = n >= p.min_clicks as i64;
+        dropped += usize::from(!keep);
+        role[slot(last).ok_or_else(bad_seq)?] = if keep { Role::Test } else { Role::Dropped };
+    }
+    for &s in &users.dropped_seqs {
+        role[slot(s).ok_or_else(bad_seq)?] = Role::Dropped;
+    }
+    let mut seen = vec![false; clicks.num_rows()];
+    let mut roles = Vec::with_capacity(clicks.num_rows());
+    for s in seq.iter() {
+        let s = s.and_then(slot).ok_or_else(bad_seq)?;
+        if std::mem::replace(&mut seen[s], true) {
+            return Err(bad_seq());
+        }
+        roles.push(role[s]);
+    }
+    let schema = clicks.schema();
+    let indices = [USER, ITEM, TIMESTAMP, SEQ]
+        .map(|c| schema.index_of(c).map_err(|_| failed(format!("{}: column `{c}` is missing", path.display()))));
+    let columns = clicks.project(&indices.into_iter().collect::<Result<Vec<_>, _>>()?).map_err(failed)?;
     let mut report = Report::default();
-    report.rows.insert(TRAIN.name.into(), train.finish()?);
-    report.rows.insert(TEST.name.into(), test.finish()?);
+    for (spec, wanted) in [(&TRAIN, Role::Train), (&TEST, Role::Test)] {
+        let mask: BooleanArray = roles.iter().map(|&r| Some(r == wanted)).collect();
+        let mut w = TableWriter::create(&ctx.output(spec), columns.schema())?;
+        w.write(&filter_record_batch(&columns, &mask).map_err(failed)?)?;
+        report.rows.insert(spec.name.into(), w.finish()?);
+    }
     report.metrics.insert("dropped_users".into(), dropped as f64);
     report.metrics.insert("test_users".into(), report.rows["test"] as f64);
     if dropped > 0 {
@@ -78,38 +109,55 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     Ok(report)
 }
 
-/// Streams the clicks ordered by (user, time, seq) into `each`, with each row's
-/// position in its user's history (`pos`, 1 = first) and the user's click count (`n`):
-/// the last click has pos = n. The window's order is the output's order, so DataFusion
-/// sorts once.
-fn rank(
-    clicks: &std::path::Path,
-    mut each: impl FnMut(&RecordBatch) -> Result<(), StageError>,
-) -> Result<(), StageError> {
-    // Two workers: the window's partitions are sorted in parallel.
+/// Per user, the `seq` of the last click (by time, then `seq`) and the click count;
+/// and the `seq` of every click of a user below `min_clicks` with more than one.
+struct LastClicks {
+    last: Vec<(i64, i64)>,
+    dropped_seqs: Vec<i64>,
+}
+
+/// Finds each user's last click with one grouped aggregation (an ordered
+/// `last_value` with the full tie-breaker) instead of sorting the whole log.
+/// DataFusion reads the log already in memory (`path` names it in errors).
+fn last_clicks(clicks: &RecordBatch, path: &Path, min_clicks: u32) -> Result<LastClicks, StageError> {
+    // Two workers and two partitions: the aggregation runs on both cores.
+    let slices: Vec<RecordBatch> = (0..clicks.num_rows())
+        .step_by(SLICE)
+        .map(|at| clicks.slice(at, SLICE.min(clicks.num_rows() - at)))
+        .collect();
+    let partitions: Vec<Vec<RecordBatch>> = slices.chunks(slices.len().div_ceil(2)).map(<[_]>::to_vec).collect();
+    let table = MemTable::try_new(clicks.schema(), partitions).map_err(failed)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
     rt.block_on(async {
-        // Plain Utf8 out, as every other table of the pipeline has it (not Utf8View).
-        let config = SessionConfig::new()
-            .with_target_partitions(2)
-            .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
-        let sc = SessionContext::new_with_config(config);
-        let path = clicks.to_string_lossy().into_owned();
-        sc.register_parquet("clicks", &path, ParquetReadOptions::default().file_extension("")).await.map_err(failed)?;
-        let sql = format!(
-            "SELECT {USER}, {ITEM}, {TIMESTAMP}, {SEQ}, \
-               ROW_NUMBER() OVER (PARTITION BY {USER} ORDER BY {TIMESTAMP}, {SEQ}) AS pos, \
-               COUNT(*) OVER (PARTITION BY {USER}) AS n \
-             FROM clicks ORDER BY {USER}, {TIMESTAMP}, {SEQ}"
-        );
-        let mut stream = sc.sql(&sql).await.map_err(failed)?.execute_stream().await.map_err(failed)?;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(failed)?;
-            if batch.num_rows() > 0 {
-                each(&batch)?;
+        let sc = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+        sc.register_table("clicks", Arc::new(table)).map_err(failed)?;
+        let query = |sql: String| {
+            let sc = &sc;
+            async move { sc.sql(&sql).await.map_err(failed)?.collect().await.map_err(failed) }
+        };
+        let batches = query(format!(
+            "SELECT last_value({SEQ} ORDER BY {TIMESTAMP}, {SEQ}) AS last, COUNT(*) AS n \
+             FROM clicks GROUP BY {USER}"
+        ))
+        .await?;
+        let mut out = LastClicks { last: Vec::new(), dropped_seqs: Vec::new() };
+        for b in &batches {
+            let last = table::column::<Int64Array>(b, "last", path)?;
+            let n = table::column::<Int64Array>(b, "n", path)?;
+            out.last.extend(last.values().iter().copied().zip(n.values().iter().copied()));
+        }
+        // Users below the threshold with several clicks lose all of them, not only the last.
+        if out.last.iter().any(|&(_, n)| n > 1 && n < min_clicks as i64) {
+            let batches = query(format!(
+                "SELECT {SEQ} FROM clicks WHERE {USER} IN \
+                   (SELECT {USER} FROM clicks GROUP BY {USER} HAVING COUNT(*) < {min_clicks})"
+            ))
+            .await?;
+            for b in &batches {
+                out.dropped_seqs.extend(table::column::<Int64Array>(b, SEQ, path)?.values());
             }
         }
-        Ok(())
+        Ok(out)
     })
 }
 
@@ -151,7 +199,7 @@ mod tests {
         log.push("b".into(), "v".into(), 6);
         let (train, test, _) = split(log, 2);
         assert_eq!(items(&test), ["x", "v"]);
-        assert_eq!(items(&train), ["y", "z", "w"], "train in time order per user");
+        assert_eq!(items(&train), ["y", "z", "w"], "train in source order");
     }
 
     #[test]
@@ -162,7 +210,7 @@ mod tests {
         log.push("a".into(), "early".into(), 1);
         let (train, test, _) = split(log, 2);
         assert_eq!(items(&test), ["second"]);
-        assert_eq!(items(&train), ["early", "first"]);
+        assert_eq!(items(&train), ["first", "early"]);
     }
 
     #[test]
@@ -175,5 +223,40 @@ mod tests {
         assert_eq!(items(&test), ["z"]);
         assert_eq!(items(&train), ["y"]);
         assert_eq!(report.metrics["dropped_users"], 1.0);
+    }
+
+    #[test]
+    fn users_below_min_clicks_lose_every_click() {
+        let mut log = ClickLog::default();
+        for (user, item, ts) in [("a", "a1", 1), ("b", "b1", 1), ("a", "a2", 2), ("b", "b2", 2), ("b", "b3", 3)] {
+            log.push(user.into(), item.into(), ts);
+        }
+        let (train, test, report) = split(log, 3);
+        assert_eq!(items(&test), ["b3"]);
+        assert_eq!(items(&train), ["b1", "b2"], "none of a's two clicks is kept");
+        assert_eq!(report.metrics["dropped_users"], 1.0);
+    }
+
+    #[test]
+    fn seq_that_does_not_number_the_rows_is_bad_input() {
+        let d = tempfile::tempdir().unwrap();
+        let clicks = d.path().join("clicks.parquet");
+        table::write(
+            &clicks,
+            vec![
+                (USER, Arc::new(StringArray::from(vec!["a", "a"])) as _),
+                (ITEM, Arc::new(StringArray::from(vec!["x", "y"]))),
+                (TIMESTAMP, Arc::new(Int64Array::from(vec![1, 2]))),
+                (SEQ, Arc::new(Int64Array::from(vec![0, 0]))),
+            ],
+        )
+        .unwrap();
+        let inputs = BTreeMap::from([("clicks".to_string(), clicks)]);
+        let params = serde_json::json!({"min_clicks": 2});
+        let ctx = StageCtx { inputs: &inputs, params: &params, out_dir: d.path(), progress: &NoProgress };
+        match run(&ctx) {
+            Err(StageError::BadInput(m)) => assert!(m.contains("must number the rows 0..2 without repeats"), "{m}"),
+            other => panic!("expected bad input, got {other:?}"),
+        }
     }
 }
