@@ -60,21 +60,61 @@ pub const ITEM_IDX: &str = "item";
 /// A fitted vocabulary: sorted unique values, index = position + 1.
 struct Vocab<'a> {
     values: Vec<&'a str>,
-    index: FxHashMap<&'a str, i32>,
+    index: Index<'a>,
+}
+
+/// Value → code. Values of up to 15 bytes are keyed by one integer (bytes, then the
+/// length) so a probe compares integers instead of calling memcmp on string data:
+/// ids are mostly that short, and this is most of encode's time.
+#[derive(Default)]
+struct Index<'a> {
+    short: FxHashMap<u128, i32>,
+    long: FxHashMap<&'a str, i32>,
+}
+
+impl<'a> Index<'a> {
+    fn short_key(value: &str) -> Option<u128> {
+        let bytes = value.as_bytes();
+        (bytes.len() < 16).then(|| {
+            let mut key = [0u8; 16];
+            key[..bytes.len()].copy_from_slice(bytes);
+            key[15] = bytes.len() as u8;
+            u128::from_le_bytes(key)
+        })
+    }
+
+    /// The value's code, or `new()`'s when it has none yet.
+    fn code_or_insert(&mut self, value: &'a str, new: impl FnOnce() -> i32) -> i32 {
+        match Self::short_key(value) {
+            Some(key) => *self.short.entry(key).or_insert_with(new),
+            None => *self.long.entry(value).or_insert_with(new),
+        }
+    }
+
+    fn get(&self, value: &str) -> Option<i32> {
+        match Self::short_key(value) {
+            Some(key) => self.short.get(&key).copied(),
+            None => self.long.get(value).copied(),
+        }
+    }
+
+    fn codes_mut(&mut self) -> impl Iterator<Item = &mut i32> {
+        self.short.values_mut().chain(self.long.values_mut())
+    }
 }
 
 impl<'a> Vocab<'a> {
     /// Fits the vocabulary of `columns` and encodes them, hashing each value once:
     /// values get provisional codes in order of first sight, renumbered once sorted.
     fn fit(columns: &[&'a StringArray]) -> (Vocab<'a>, Vec<Int32Array>) {
-        let mut index: FxHashMap<&str, i32> = FxHashMap::default();
+        let mut index = Index::default();
         let mut seen: Vec<&str> = Vec::new();
         let provisional: Vec<Vec<i32>> = columns
             .iter()
             .map(|c| {
                 c.iter()
                     .map(|v| match v {
-                        Some(v) => *index.entry(v).or_insert_with(|| {
+                        Some(v) => index.code_or_insert(v, || {
                             seen.push(v);
                             seen.len() as i32
                         }),
@@ -90,7 +130,7 @@ impl<'a> Vocab<'a> {
         for (pos, &i) in order.iter().enumerate() {
             final_code[i + 1] = pos as i32 + 1;
         }
-        for code in index.values_mut() {
+        for code in index.codes_mut() {
             *code = final_code[*code as usize];
         }
         let codes = provisional.into_iter().map(|p| p.into_iter().map(|c| final_code[c as usize]).collect()).collect();
@@ -98,7 +138,7 @@ impl<'a> Vocab<'a> {
     }
 
     fn code(&self, value: &str) -> i32 {
-        self.index.get(value).copied().unwrap_or(0)
+        self.index.get(value).unwrap_or(0)
     }
 }
 
@@ -135,7 +175,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let ids = strings(&users, USER, users_path)?;
     let mut row_of_user = vec![None; n_users + 1];
     for (row, id) in ids.iter().enumerate() {
-        if let Some(&u) = id.and_then(|id| user_vocab.index.get(id)) {
+        if let Some(u) = id.and_then(|id| user_vocab.index.get(id)) {
             row_of_user[u as usize] = Some(row);
         }
     }
@@ -203,13 +243,14 @@ mod tests {
 
     #[test]
     fn vocab_is_sorted_and_starts_at_one() {
+        let long = "an id longer than fifteen bytes";
         let a = StringArray::from(vec!["b", "a", "c", "a"]);
-        let b = StringArray::from(vec!["d"]);
+        let b = StringArray::from(vec!["d", long, "a\0", long]);
         let (v, codes) = Vocab::fit(&[&a, &b]);
-        assert_eq!(v.values, ["a", "b", "c", "d"]);
-        assert_eq!(codes[0].values(), &[2, 1, 3, 1]);
-        assert_eq!(codes[1].values(), &[4]);
-        assert_eq!(v.code("c"), 3);
+        assert_eq!(v.values, ["a", "a\0", long, "b", "c", "d"]);
+        assert_eq!(codes[0].values(), &[4, 1, 5, 1]);
+        assert_eq!(codes[1].values(), &[6, 3, 2, 3], "\"a\\0\" is not \"a\"");
+        assert_eq!((v.code("c"), v.code(long)), (5, 3));
         assert_eq!(v.code("zz"), 0, "unknown is 0");
     }
 
