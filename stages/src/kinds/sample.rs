@@ -105,6 +105,26 @@ impl Examples {
         self.age.push(age);
     }
 
+    /// Room for the most examples the users' training clicks can give (`copies` rows
+    /// per click: the positive and its negatives), so the columns never regrow.
+    fn reserve(&mut self, users: &[(i32, usize, usize)], max_hist: usize, copies: usize) {
+        let (mut rows, mut hist) = (0, 0);
+        for &(_, start, end) in users {
+            let n = end - start;
+            rows += n * copies;
+            // Example i (1..=n; n is the test click's, absent from training) has min(i, max_hist) items.
+            let full = n.saturating_sub(max_hist);
+            let growing = n - full;
+            hist += (growing * (growing + 1) / 2 + full * max_hist) * copies;
+        }
+        self.user.reserve(rows);
+        self.item.reserve(rows);
+        self.label.reserve(rows);
+        self.offsets.reserve(rows + 1);
+        self.hist.reserve(hist);
+        self.age.reserve(rows);
+    }
+
     /// Moves `other`'s examples after this one's.
     fn append(&mut self, other: Examples) {
         let base = self.hist.len() as i32;
@@ -247,6 +267,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
             .par_chunks(USERS_PER_TASK)
             .map(|task| {
                 let (mut train, mut test) = (Examples::default(), Examples::default());
+                train.reserve(task, p.max_hist as usize, 1 + p.neg_ratio as usize);
                 for &(user, start, end) in task {
                     source.user(user, start, end, test_of.get(&user).copied(), &mut train, &mut test);
                 }
