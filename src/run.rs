@@ -218,11 +218,10 @@ impl<'a> Executor<'a> {
                 let mut progressed = true;
                 while progressed {
                     progressed = false;
-                    for i in 0..p.stages.len() {
+                    for (i, stage) in p.stages.iter().enumerate() {
                         if !self.needed[i] || dispatched[i] || self.outcomes[i].is_some() {
                             continue;
                         }
-                        let stage = &p.stages[i];
                         if let Some(&u) = stage
                             .upstream
                             .iter()

@@ -233,9 +233,8 @@ impl Source<'_> {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: SampleParams = params::typed(ctx.params)?;
     let (train_path, test_path) = (ctx.input("train")?, ctx.input("test")?);
-    let (tr_user, tr_item, tr_ts) = read_clicks(train_path)?;
-    let (te_user, te_item, _) = read_clicks(test_path)?;
-    let ByUser { items: tr_item, timestamps: tr_ts, groups } = by_user(&tr_user, &tr_item, &tr_ts, train_path)?;
+    let Clicks { users: te_user, items: te_item, .. } = read_clicks(test_path)?;
+    let ByUser { items: tr_item, timestamps: tr_ts, groups } = by_user(read_clicks(train_path)?, train_path)?;
     let n_items = tr_item.iter().chain(&te_item).copied().max().unwrap_or(0) as usize;
 
     // Item click counts in the training data drive subsampling and popularity negatives.
@@ -293,12 +292,20 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     Ok(report)
 }
 
-fn read_clicks(path: &Path) -> Result<(Vec<i32>, Vec<i32>, Vec<i64>), StageError> {
+/// The columns of an encoded click table.
+struct Clicks {
+    users: Vec<i32>,
+    items: Vec<i32>,
+    timestamps: Vec<i64>,
+}
+
+fn read_clicks(path: &Path) -> Result<Clicks, StageError> {
     let b = table::read(path)?;
-    let user = table::column::<Int32Array>(&b, USER_IDX, path)?.values().to_vec();
-    let item = table::column::<Int32Array>(&b, ITEM_IDX, path)?.values().to_vec();
-    let ts = table::column::<Int64Array>(&b, crate::clicks::TIMESTAMP, path)?.values().to_vec();
-    Ok((user, item, ts))
+    Ok(Clicks {
+        users: table::column::<Int32Array>(&b, USER_IDX, path)?.values().to_vec(),
+        items: table::column::<Int32Array>(&b, ITEM_IDX, path)?.values().to_vec(),
+        timestamps: table::column::<Int64Array>(&b, crate::clicks::TIMESTAMP, path)?.values().to_vec(),
+    })
 }
 
 /// Training clicks grouped by user (ascending index) and, within a user, in time order.
@@ -311,13 +318,14 @@ struct ByUser {
 
 /// Groups the training clicks by user with a counting sort; within a user, clicks are
 /// ordered by time, file order breaking ties.
-fn by_user(users: &[i32], items: &[i32], timestamps: &[i64], path: &Path) -> Result<ByUser, StageError> {
+fn by_user(clicks: Clicks, path: &Path) -> Result<ByUser, StageError> {
+    let Clicks { users, items, timestamps } = clicks;
     if let Some(bad) = users.iter().find(|&&u| u < 0) {
         return Err(StageError::BadInput(format!("{}: user index {bad} is negative", path.display())));
     }
     let n_users = users.iter().copied().max().map_or(0, |m| m as usize + 1);
     let mut start = vec![0usize; n_users + 1];
-    for &u in users {
+    for &u in &users {
         start[u as usize + 1] += 1;
     }
     for u in 0..n_users {
@@ -417,7 +425,7 @@ mod tests {
         ]);
         let out = d.path().join("out");
         std::fs::create_dir(&out).unwrap();
-        let params = SPEC.params.clone()(params).unwrap();
+        let params = (SPEC.params)(params).unwrap();
         run(&StageCtx { inputs: &inputs, params: &params, out_dir: &out, progress: &NoProgress }).unwrap();
         (table::read(&out.join("train.parquet")).unwrap(), table::read(&out.join("test.parquet")).unwrap())
     }

@@ -121,10 +121,8 @@ struct LastClicks {
 /// DataFusion reads the log already in memory (`path` names it in errors).
 fn last_clicks(clicks: &RecordBatch, path: &Path, min_clicks: u32) -> Result<LastClicks, StageError> {
     // Two workers and two partitions: the aggregation runs on both cores.
-    let slices: Vec<RecordBatch> = (0..clicks.num_rows())
-        .step_by(SLICE)
-        .map(|at| clicks.slice(at, SLICE.min(clicks.num_rows() - at)))
-        .collect();
+    let slices: Vec<RecordBatch> =
+        (0..clicks.num_rows()).step_by(SLICE).map(|at| clicks.slice(at, SLICE.min(clicks.num_rows() - at))).collect();
     let partitions: Vec<Vec<RecordBatch>> = slices.chunks(slices.len().div_ceil(2)).map(<[_]>::to_vec).collect();
     let table = MemTable::try_new(clicks.schema(), partitions).map_err(failed)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
