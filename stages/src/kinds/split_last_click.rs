@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -70,7 +70,11 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let slot = |s: i64| usize::try_from(s).ok().filter(|&s| s < clicks.num_rows());
 
     // The last click of every user, found by DataFusion; the rows stay in source order.
-    let users = last_clicks(&clicks, path, p.min_clicks)?;
+    let ts = table::column::<Int64Array>(&clicks, TIMESTAMP, path)?;
+    let in_time_order = ts.null_count() == 0
+        && seq.null_count() == 0
+        && (1..clicks.num_rows()).all(|i| (ts.value(i - 1), seq.value(i - 1)) <= (ts.value(i), seq.value(i)));
+    let users = last_clicks(&clicks, path, p.min_clicks, in_time_order)?;
     let mut role = vec![Role::Train; clicks.num_rows()];
     let mut dropped = 0;
     for &(last, n) in &users.last {
@@ -118,8 +122,16 @@ struct LastClicks {
 
 /// Finds each user's last click with one grouped aggregation (an ordered
 /// `last_value` with the full tie-breaker) instead of sorting the whole log.
-/// DataFusion reads the log already in memory (`path` names it in errors).
-fn last_clicks(clicks: &RecordBatch, path: &Path, min_clicks: u32) -> Result<LastClicks, StageError> {
+/// A log already ordered by (timestamp, seq), as synth writes it and most logs
+/// come, needs no ordering at all: the last click is the largest `seq`, which
+/// DataFusion aggregates several times faster. It reads the log already in memory
+/// (`path` names it in errors).
+fn last_clicks(
+    clicks: &RecordBatch,
+    path: &Path,
+    min_clicks: u32,
+    in_time_order: bool,
+) -> Result<LastClicks, StageError> {
     // Two workers and two partitions: the aggregation runs on both cores.
     let slices: Vec<RecordBatch> =
         (0..clicks.num_rows()).step_by(SLICE).map(|at| clicks.slice(at, SLICE.min(clicks.num_rows() - at))).collect();
@@ -134,8 +146,12 @@ fn last_clicks(clicks: &RecordBatch, path: &Path, min_clicks: u32) -> Result<Las
             async move { sc.sql(&sql).await.map_err(failed)?.collect().await.map_err(failed) }
         };
         let batches = query(format!(
-            "SELECT last_value({SEQ} ORDER BY {TIMESTAMP}, {SEQ}) AS last, COUNT(*) AS n \
-             FROM clicks GROUP BY {USER}"
+            "SELECT {last} AS last, COUNT(*) AS n FROM clicks GROUP BY {USER}",
+            last = if in_time_order {
+                format!("max({SEQ})")
+            } else {
+                format!("last_value({SEQ} ORDER BY {TIMESTAMP}, {SEQ})")
+            }
         ))
         .await?;
         let mut out = LastClicks { last: Vec::new(), dropped_seqs: Vec::new() };
@@ -164,7 +180,7 @@ mod tests {
     use super::*;
     use crate::NoProgress;
     use crate::clicks::ClickLog;
-    use datafusion::arrow::array::{Array, StringArray};
+    use datafusion::arrow::array::StringArray;
     use std::collections::BTreeMap;
 
     fn split(log: ClickLog, min_clicks: u32) -> (RecordBatch, RecordBatch, Report) {
@@ -256,5 +272,38 @@ mod tests {
             Err(StageError::BadInput(m)) => assert!(m.contains("must number the rows 0..2 without repeats"), "{m}"),
             other => panic!("expected bad input, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_log_in_time_order_takes_the_largest_seq() {
+        let mut log = ClickLog::default();
+        for (user, item, ts) in [("a", "x", 1), ("a", "y", 2), ("b", "u", 2), ("a", "z", 2), ("b", "v", 3)] {
+            log.push(user.into(), item.into(), ts);
+        }
+        let (train, test, _) = split(log, 2);
+        assert_eq!(items(&test), ["z", "v"], "z is a's last: same second as y, later row");
+        assert_eq!(items(&train), ["x", "y", "u"]);
+    }
+
+    #[test]
+    fn both_queries_agree_on_a_log_in_time_order() {
+        let mut log = ClickLog::default();
+        let mut rng = crate::rng::Rng::new(7);
+        let mut ts = 0;
+        for _ in 0..2000 {
+            ts += rng.below(3) as i64;
+            log.push(format!("u{}", rng.below(50)), format!("i{}", rng.below(100)), ts);
+        }
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("clicks.parquet");
+        log.write(&path).unwrap();
+        let clicks = table::read(&path).unwrap();
+        let last = |ordered| {
+            let mut l = last_clicks(&clicks, &path, 3, ordered).unwrap();
+            l.last.sort_unstable();
+            l.dropped_seqs.sort_unstable();
+            (l.last, l.dropped_seqs)
+        };
+        assert_eq!(last(true), last(false));
     }
 }
