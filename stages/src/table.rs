@@ -10,7 +10,7 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use datafusion::parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
-use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter, ProjectionMask};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
@@ -164,7 +164,20 @@ pub fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, StageError> 
 
 /// Reads a whole Parquet file into one batch, decoding its row groups in parallel.
 pub fn read(path: &Path) -> Result<RecordBatch, StageError> {
+    read_where(path, |_| true)
+}
+
+/// Reads only the named columns (those the file has: `column` reports a missing one).
+pub fn read_only(path: &Path, names: &[&str]) -> Result<RecordBatch, StageError> {
+    read_where(path, |name| names.contains(&name))
+}
+
+fn read_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<RecordBatch, StageError> {
     let metadata = ArrowReaderMetadata::load(&File::open(path)?, Default::default()).map_err(failed)?;
+    let roots: Vec<usize> =
+        (0..metadata.schema().fields().len()).filter(|&i| keep(metadata.schema().field(i).name())).collect();
+    let schema = Arc::new(metadata.schema().project(&roots).map_err(failed)?);
+    let mask = ProjectionMask::roots(metadata.parquet_schema(), roots);
     let groups = metadata.metadata().num_row_groups();
     // Each task opens its own handle: clones of one would share the file offset.
     let parts: Vec<Vec<RecordBatch>> = (0..groups)
@@ -172,13 +185,14 @@ pub fn read(path: &Path) -> Result<RecordBatch, StageError> {
         .map(|g| {
             let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(File::open(path)?, metadata.clone())
                 .with_row_groups(vec![g])
+                .with_projection(mask.clone())
                 .with_batch_size(ROW_GROUP)
                 .build()
                 .map_err(failed)?;
             reader.collect::<Result<Vec<_>, _>>().map_err(failed)
         })
         .collect::<Result<_, StageError>>()?;
-    concat_batches(metadata.schema(), parts.iter().flatten()).map_err(failed)
+    concat_batches(&schema, parts.iter().flatten()).map_err(failed)
 }
 
 /// A column of `batch` by name, downcast to the array type `A`.
@@ -242,6 +256,7 @@ mod tests {
         let sizes: Vec<i64> = meta.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
         assert_eq!(sizes, [[ROW_GROUP as i64; 5].as_slice(), &[1000]].concat());
         assert_eq!(read(&path).unwrap(), all, "row groups read back in order");
+        assert_eq!(read_only(&path, &["name", "absent"]).unwrap(), all.project(&[1]).unwrap());
     }
 
     #[test]

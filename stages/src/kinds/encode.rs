@@ -145,8 +145,9 @@ impl<'a> Vocab<'a> {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: EncodeParams = params::typed(ctx.params)?;
     let (train_path, test_path, users_path) = (ctx.input("train")?, ctx.input("test")?, ctx.input("users")?);
-    let train = table::read(train_path)?;
-    let test = table::read(test_path)?;
+    // `seq` stays on disk: encoded tables do not carry it.
+    let train = table::read_only(train_path, &[USER, ITEM, TIMESTAMP])?;
+    let test = table::read_only(test_path, &[USER, ITEM, TIMESTAMP])?;
     let users = table::read(users_path)?;
     let strings = |b: &'_ RecordBatch, name: &str, path: &Path| -> Result<StringArray, StageError> {
         Ok(table::column::<StringArray>(b, name, path)?.clone())
