@@ -79,8 +79,9 @@ impl TableWriter {
         self.rows += batch.num_rows() as u64;
         self.pending_rows += batch.num_rows();
         self.pending.push(batch.clone());
-        // Enough full row groups to keep every thread busy.
-        if self.pending_rows >= ROW_GROUP * rayon::current_num_threads() {
+        // Enough full row groups to keep every thread busy, but never more than eight
+        // held back: they are the caller's memory until they are encoded.
+        if self.pending_rows >= ROW_GROUP * rayon::current_num_threads().min(8) {
             self.flush(false)?;
         }
         Ok(())

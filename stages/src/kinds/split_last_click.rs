@@ -132,14 +132,15 @@ fn last_clicks(
     min_clicks: u32,
     in_time_order: bool,
 ) -> Result<LastClicks, StageError> {
-    // Two workers and two partitions: the aggregation runs on both cores.
+    // As many partitions and workers as rayon has threads: the aggregation uses every core.
+    let threads = rayon::current_num_threads();
     let slices: Vec<RecordBatch> =
         (0..clicks.num_rows()).step_by(SLICE).map(|at| clicks.slice(at, SLICE.min(clicks.num_rows() - at))).collect();
-    let partitions: Vec<Vec<RecordBatch>> = slices.chunks(slices.len().div_ceil(2)).map(<[_]>::to_vec).collect();
+    let partitions: Vec<Vec<RecordBatch>> = slices.chunks(slices.len().div_ceil(threads)).map(<[_]>::to_vec).collect();
     let table = MemTable::try_new(clicks.schema(), partitions).map_err(failed)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).build()?;
     rt.block_on(async {
-        let sc = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+        let sc = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(threads));
         sc.register_table("clicks", Arc::new(table)).map_err(failed)?;
         let query = |sql: String| {
             let sc = &sc;
