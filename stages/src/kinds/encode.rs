@@ -65,7 +65,7 @@ struct Vocab<'a> {
 
 /// Value → code. Values of up to 15 bytes are keyed by one integer (bytes, then the
 /// length) so a probe compares integers instead of calling memcmp on string data:
-/// ids are mostly that short, and this is most of encode's time.
+/// ids are mostly that short, and lookups are the largest part of encode's time.
 #[derive(Default)]
 struct Index<'a> {
     short: FxHashMap<u128, i32>,

@@ -106,16 +106,19 @@ impl Examples {
     }
 
     /// Room for the most examples the users' training clicks can give (`copies` rows
-    /// per click: the positive and its negatives), so the columns never regrow.
-    fn reserve(&mut self, users: &[(i32, usize, usize)], max_hist: usize, copies: usize) {
+    /// per kept click: the positive and its negatives), so the columns never regrow.
+    fn reserve(&mut self, users: &[(i32, usize, usize)], p: &SampleParams) {
+        let (h, copies) = (p.max_hist as usize, 1 + p.neg_ratio as usize);
         let (mut rows, mut hist) = (0, 0);
         for &(_, start, end) in users {
             let n = end - start;
-            rows += n * copies;
-            // Example i (1..=n; n is the test click's, absent from training) has min(i, max_hist) items.
-            let full = n.saturating_sub(max_hist);
+            let kept = p.max_samples_per_user.map_or(n, |cap| n.min(cap as usize));
+            rows += kept * copies;
+            // Example i (1..=n, the last one being the test click's) has min(i, h) items:
+            // at most the sum of those, and at most `kept` full histories.
+            let full = n.saturating_sub(h);
             let growing = n - full;
-            hist += (growing * (growing + 1) / 2 + full * max_hist) * copies;
+            hist += (growing * (growing + 1) / 2 + full * h).min(kept * n.min(h)) * copies;
         }
         self.user.reserve(rows);
         self.item.reserve(rows);
@@ -266,7 +269,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
             .par_chunks(USERS_PER_TASK)
             .map(|task| {
                 let (mut train, mut test) = (Examples::default(), Examples::default());
-                train.reserve(task, p.max_hist as usize, 1 + p.neg_ratio as usize);
+                train.reserve(task, &p);
                 for &(user, start, end) in task {
                     source.user(user, start, end, test_of.get(&user).copied(), &mut train, &mut test);
                 }
