@@ -351,11 +351,11 @@ fn by_user(clicks: Clicks, path: &Path) -> Result<ByUser, StageError> {
         }
         groups.push((u as i32, start[u], start[u + 1]));
     }
-    Ok(ByUser {
-        items: order.iter().map(|&r| items[r as usize]).collect(),
-        timestamps: order.iter().map(|&r| timestamps[r as usize]).collect(),
-        groups,
-    })
+    let (items, timestamps) = rayon::join(
+        || order.iter().map(|&r| items[r as usize]).collect(),
+        || order.iter().map(|&r| timestamps[r as usize]).collect(),
+    );
+    Ok(ByUser { items, timestamps, groups })
 }
 
 /// The distribution negatives are drawn from; None means uniform over 1..=n_items.

@@ -98,11 +98,15 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let indices = [USER, ITEM, TIMESTAMP, SEQ]
         .map(|c| schema.index_of(c).map_err(|_| failed(format!("{}: column `{c}` is missing", path.display()))));
     let columns = clicks.project(&indices.into_iter().collect::<Result<Vec<_>, _>>()?).map_err(failed)?;
-    let mut report = Report::default();
-    for (spec, wanted) in [(&TRAIN, Role::Train), (&TEST, Role::Test)] {
+    let rows_of = |wanted: Role| {
         let mask: BooleanArray = roles.iter().map(|&r| Some(r == wanted)).collect();
+        filter_record_batch(&columns, &mask).map_err(failed)
+    };
+    let (train, test) = rayon::join(|| rows_of(Role::Train), || rows_of(Role::Test));
+    let mut report = Report::default();
+    for (spec, rows) in [(&TRAIN, train?), (&TEST, test?)] {
         let mut w = TableWriter::create(&ctx.output(spec), columns.schema())?;
-        w.write(&filter_record_batch(&columns, &mask).map_err(failed)?)?;
+        w.write(&rows)?;
         report.rows.insert(spec.name.into(), w.finish()?);
     }
     report.metrics.insert("dropped_users".into(), dropped as f64);
