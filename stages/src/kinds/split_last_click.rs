@@ -187,15 +187,29 @@ mod tests {
     use crate::clicks::ClickLog;
     use datafusion::arrow::array::StringArray;
     use std::collections::BTreeMap;
+    use std::path::PathBuf;
 
-    fn split(log: ClickLog, min_clicks: u32) -> (RecordBatch, RecordBatch, Report) {
-        let d = tempfile::tempdir().unwrap();
-        let clicks = d.path().join("clicks.parquet");
-        log.write(&clicks).unwrap();
+    /// Runs the stage on the clicks table at `clicks`, writing into `dir`.
+    fn run_on(clicks: PathBuf, dir: &Path, min_clicks: u32) -> Result<Report, StageError> {
         let inputs = BTreeMap::from([("clicks".to_string(), clicks)]);
         let params = serde_json::json!({"min_clicks": min_clicks});
-        let ctx = StageCtx { inputs: &inputs, params: &params, out_dir: d.path(), progress: &NoProgress };
-        let report = run(&ctx).unwrap();
+        run(&StageCtx { inputs: &inputs, params: &params, out_dir: dir, progress: &NoProgress })
+    }
+
+    /// A log of (user, item, timestamp) rows, `seq` numbering them in this order.
+    fn log(rows: &[(&str, &str, i64)]) -> ClickLog {
+        let mut log = ClickLog::default();
+        for &(user, item, ts) in rows {
+            log.push(user.into(), item.into(), ts);
+        }
+        log
+    }
+
+    fn split(rows: &[(&str, &str, i64)], min_clicks: u32) -> (RecordBatch, RecordBatch, Report) {
+        let d = tempfile::tempdir().unwrap();
+        let clicks = d.path().join("clicks.parquet");
+        log(rows).write(&clicks).unwrap();
+        let report = run_on(clicks, d.path(), min_clicks).unwrap();
         (
             table::read(&d.path().join("train.parquet")).unwrap(),
             table::read(&d.path().join("test.parquet")).unwrap(),
@@ -210,35 +224,22 @@ mod tests {
 
     #[test]
     fn last_click_by_time_is_the_target() {
-        let mut log = ClickLog::default();
-        log.push("a".into(), "x".into(), 30);
-        log.push("a".into(), "y".into(), 10);
-        log.push("a".into(), "z".into(), 20);
-        log.push("b".into(), "w".into(), 5);
-        log.push("b".into(), "v".into(), 6);
-        let (train, test, _) = split(log, 2);
+        let (train, test, _) =
+            split(&[("a", "x", 30), ("a", "y", 10), ("a", "z", 20), ("b", "w", 5), ("b", "v", 6)], 2);
         assert_eq!(items(&test), ["x", "v"]);
         assert_eq!(items(&train), ["y", "z", "w"], "train in source order");
     }
 
     #[test]
     fn equal_timestamps_fall_to_the_later_row() {
-        let mut log = ClickLog::default();
-        log.push("a".into(), "first".into(), 7);
-        log.push("a".into(), "second".into(), 7);
-        log.push("a".into(), "early".into(), 1);
-        let (train, test, _) = split(log, 2);
+        let (train, test, _) = split(&[("a", "first", 7), ("a", "second", 7), ("a", "early", 1)], 2);
         assert_eq!(items(&test), ["second"]);
         assert_eq!(items(&train), ["first", "early"]);
     }
 
     #[test]
     fn users_below_min_clicks_are_dropped_and_counted() {
-        let mut log = ClickLog::default();
-        log.push("a".into(), "x".into(), 1);
-        log.push("b".into(), "y".into(), 1);
-        log.push("b".into(), "z".into(), 2);
-        let (train, test, report) = split(log, 2);
+        let (train, test, report) = split(&[("a", "x", 1), ("b", "y", 1), ("b", "z", 2)], 2);
         assert_eq!(items(&test), ["z"]);
         assert_eq!(items(&train), ["y"]);
         assert_eq!(report.metrics["dropped_users"], 1.0);
@@ -246,11 +247,8 @@ mod tests {
 
     #[test]
     fn users_below_min_clicks_lose_every_click() {
-        let mut log = ClickLog::default();
-        for (user, item, ts) in [("a", "a1", 1), ("b", "b1", 1), ("a", "a2", 2), ("b", "b2", 2), ("b", "b3", 3)] {
-            log.push(user.into(), item.into(), ts);
-        }
-        let (train, test, report) = split(log, 3);
+        let (train, test, report) =
+            split(&[("a", "a1", 1), ("b", "b1", 1), ("a", "a2", 2), ("b", "b2", 2), ("b", "b3", 3)], 3);
         assert_eq!(items(&test), ["b3"]);
         assert_eq!(items(&train), ["b1", "b2"], "none of a's two clicks is kept");
         assert_eq!(report.metrics["dropped_users"], 1.0);
@@ -270,10 +268,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let inputs = BTreeMap::from([("clicks".to_string(), clicks)]);
-        let params = serde_json::json!({"min_clicks": 2});
-        let ctx = StageCtx { inputs: &inputs, params: &params, out_dir: d.path(), progress: &NoProgress };
-        match run(&ctx) {
+        match run_on(clicks, d.path(), 2) {
             Err(StageError::BadInput(m)) => assert!(m.contains("must number the rows 0..2 without repeats"), "{m}"),
             other => panic!("expected bad input, got {other:?}"),
         }
@@ -281,11 +276,7 @@ mod tests {
 
     #[test]
     fn a_log_in_time_order_takes_the_largest_seq() {
-        let mut log = ClickLog::default();
-        for (user, item, ts) in [("a", "x", 1), ("a", "y", 2), ("b", "u", 2), ("a", "z", 2), ("b", "v", 3)] {
-            log.push(user.into(), item.into(), ts);
-        }
-        let (train, test, _) = split(log, 2);
+        let (train, test, _) = split(&[("a", "x", 1), ("a", "y", 2), ("b", "u", 2), ("a", "z", 2), ("b", "v", 3)], 2);
         assert_eq!(items(&test), ["z", "v"], "z is a's last: same second as y, later row");
         assert_eq!(items(&train), ["x", "y", "u"]);
     }
