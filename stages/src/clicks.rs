@@ -1,8 +1,11 @@
 //! The click-log tables that `synth` and `ingest` write and `split_last_click` reads.
 //!
-//! `clicks`: `user_id` (utf8), `item_id` (utf8), `timestamp` (int64, seconds),
-//! `seq` (int64, position in the source log: the tie-breaker for equal timestamps).
-//! `users`: `user_id` (utf8) and one utf8 column per categorical user feature.
+//! `clicks`: `user_id`, `item_id`, `timestamp` (int64, seconds), `seq` (int64,
+//! position in the source log: the tie-breaker for equal timestamps).
+//! `users`: `user_id` and one utf8 column per categorical user feature.
+//!
+//! Ids are int64 where the source has integer ids (synth) and utf8 where it has
+//! text (ingest): integers are half the work to split and encode at scale.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -38,17 +41,28 @@ impl ClickLog {
 
     /// Writes the log with `seq` = source position; returns the row count.
     pub fn write(self, path: &Path) -> Result<u64, StageError> {
-        let n = self.users.len() as i64;
-        table::write(
+        write_clicks(
             path,
-            vec![
-                (USER, Arc::new(StringArray::from(self.users)) as ArrayRef),
-                (ITEM, Arc::new(StringArray::from(self.items))),
-                (TIMESTAMP, Arc::new(Int64Array::from(self.timestamps))),
-                (SEQ, Arc::new(Int64Array::from_iter_values(0..n))),
-            ],
+            Arc::new(StringArray::from(self.users)),
+            Arc::new(StringArray::from(self.items)),
+            self.timestamps,
         )
     }
+}
+
+/// Writes a click log of user and item id columns (int64 or utf8) in source order,
+/// with `seq` = source position; returns the row count.
+pub fn write_clicks(path: &Path, users: ArrayRef, items: ArrayRef, timestamps: Vec<i64>) -> Result<u64, StageError> {
+    let n = timestamps.len() as i64;
+    table::write(
+        path,
+        vec![
+            (USER, users),
+            (ITEM, items),
+            (TIMESTAMP, Arc::new(Int64Array::from(timestamps))),
+            (SEQ, Arc::new(Int64Array::from_iter_values(0..n))),
+        ],
+    )
 }
 
 /// Users and their categorical features, in a fixed column order.
@@ -60,10 +74,15 @@ pub struct UserTable {
 
 impl UserTable {
     pub fn write(self, path: &Path) -> Result<u64, StageError> {
-        let mut columns: Vec<(&str, ArrayRef)> = vec![(USER, Arc::new(StringArray::from(self.ids)))];
-        for (name, values) in &self.features {
-            columns.push((name.as_str(), Arc::new(StringArray::from(values.clone()))));
-        }
-        table::write(path, columns)
+        write_users(path, Arc::new(StringArray::from(self.ids)), self.features)
     }
+}
+
+/// Writes users (ids int64 or utf8, like the click log's) and their features.
+pub fn write_users(path: &Path, ids: ArrayRef, features: Vec<(String, Vec<String>)>) -> Result<u64, StageError> {
+    let features: Vec<(String, ArrayRef)> =
+        features.into_iter().map(|(name, values)| (name, Arc::new(StringArray::from(values)) as ArrayRef)).collect();
+    let mut columns: Vec<(&str, ArrayRef)> = vec![(USER, ids)];
+    columns.extend(features.iter().map(|(name, values)| (name.as_str(), values.clone())));
+    table::write(path, columns)
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
 use crate::clicks::{ITEM, TIMESTAMP, USER};
@@ -57,44 +58,105 @@ pub const SPEC: KindSpec = KindSpec {
 pub const USER_IDX: &str = "user";
 pub const ITEM_IDX: &str = "item";
 
+/// One raw id or feature value. Integers sort as numbers, text by its bytes; a
+/// column holds one kind only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Value<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+impl std::fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Text(v) => f.write_str(v),
+        }
+    }
+}
+
+/// A column of raw values: int64 or utf8.
+#[derive(Clone, Copy)]
+enum Raw<'a> {
+    Int(&'a Int64Array),
+    Text(&'a StringArray),
+}
+
+impl<'a> Raw<'a> {
+    fn of(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<Raw<'a>, StageError> {
+        match batch.column_by_name(name).map(|c| c.data_type()) {
+            Some(DataType::Int64) => Ok(Raw::Int(table::column(batch, name, path)?)),
+            Some(other) if other != &DataType::Utf8 => Err(StageError::BadInput(format!(
+                "{}: column `{name}` is {other}; ids and user features must be int64 or utf8",
+                path.display()
+            ))),
+            _ => Ok(Raw::Text(table::column(batch, name, path)?)),
+        }
+    }
+
+    fn value(self, row: usize) -> Option<Value<'a>> {
+        match self {
+            Raw::Int(a) => a.is_valid(row).then(|| Value::Int(a.value(row))),
+            Raw::Text(a) => a.is_valid(row).then(|| Value::Text(a.value(row))),
+        }
+    }
+
+    fn type_name(self) -> &'static str {
+        match self {
+            Raw::Int(_) => "int64",
+            Raw::Text(_) => "utf8",
+        }
+    }
+}
+
 /// A fitted vocabulary: sorted unique values, index = position + 1.
 struct Vocab<'a> {
-    values: Vec<&'a str>,
+    values: Vec<Value<'a>>,
     index: Index<'a>,
 }
 
-/// Value → code. Values of up to 15 bytes are keyed by one integer (bytes, then the
-/// length) so a probe compares integers instead of calling memcmp on string data:
-/// ids are mostly that short, and lookups are the largest part of encode's time.
+/// Value → code. Integers and texts of up to 15 bytes are keyed by one u128 (the
+/// bytes, then the length; an integer's "length" is 16), so a probe compares
+/// integers instead of calling memcmp on string data: lookups are the largest part
+/// of encode's time.
 #[derive(Default)]
 struct Index<'a> {
     short: FxHashMap<u128, i32>,
     long: FxHashMap<&'a str, i32>,
 }
 
-impl<'a> Index<'a> {
-    fn short_key(value: &str) -> Option<u128> {
-        let bytes = value.as_bytes();
-        (bytes.len() < 16).then(|| {
-            let mut key = [0u8; 16];
-            key[..bytes.len()].copy_from_slice(bytes);
-            key[15] = bytes.len() as u8;
-            u128::from_le_bytes(key)
-        })
-    }
+/// How `Index` keys a value.
+enum Key<'a> {
+    Short(u128),
+    Long(&'a str),
+}
 
-    /// The value's code, or `new()`'s when it has none yet.
-    fn code_or_insert(&mut self, value: &'a str, new: impl FnOnce() -> i32) -> i32 {
-        match Self::short_key(value) {
-            Some(key) => *self.short.entry(key).or_insert_with(new),
-            None => *self.long.entry(value).or_insert_with(new),
+impl<'a> Index<'a> {
+    fn key(value: Value<'a>) -> Key<'a> {
+        match value {
+            Value::Int(v) => Key::Short(u128::from(v as u64) | 16 << 120),
+            Value::Text(v) if v.len() < 16 => {
+                let mut key = [0u8; 16];
+                key[..v.len()].copy_from_slice(v.as_bytes());
+                key[15] = v.len() as u8;
+                Key::Short(u128::from_le_bytes(key))
+            }
+            Value::Text(v) => Key::Long(v),
         }
     }
 
-    fn get(&self, value: &str) -> Option<i32> {
-        match Self::short_key(value) {
-            Some(key) => self.short.get(&key).copied(),
-            None => self.long.get(value).copied(),
+    /// The value's code, or `new()`'s when it has none yet.
+    fn code_or_insert(&mut self, value: Value<'a>, new: impl FnOnce() -> i32) -> i32 {
+        match Self::key(value) {
+            Key::Short(key) => *self.short.entry(key).or_insert_with(new),
+            Key::Long(text) => *self.long.entry(text).or_insert_with(new),
+        }
+    }
+
+    fn get(&self, value: Value<'a>) -> Option<i32> {
+        match Self::key(value) {
+            Key::Short(key) => self.short.get(&key).copied(),
+            Key::Long(text) => self.long.get(text).copied(),
         }
     }
 
@@ -106,21 +168,20 @@ impl<'a> Index<'a> {
 impl<'a> Vocab<'a> {
     /// Fits the vocabulary of `columns` and encodes them, hashing each value once:
     /// values get provisional codes in order of first sight, renumbered once sorted.
-    fn fit(columns: &[&'a StringArray]) -> (Vocab<'a>, Vec<Int32Array>) {
+    fn fit(columns: &[Raw<'a>]) -> (Vocab<'a>, Vec<Int32Array>) {
         let mut index = Index::default();
-        let mut seen: Vec<&str> = Vec::new();
+        let mut seen: Vec<Value<'a>> = Vec::new();
+        let mut code = |v: Value<'a>| {
+            index.code_or_insert(v, || {
+                seen.push(v);
+                seen.len() as i32
+            })
+        };
         let provisional: Vec<Vec<i32>> = columns
             .iter()
-            .map(|c| {
-                c.iter()
-                    .map(|v| match v {
-                        Some(v) => index.code_or_insert(v, || {
-                            seen.push(v);
-                            seen.len() as i32
-                        }),
-                        None => 0,
-                    })
-                    .collect()
+            .map(|c| match c {
+                Raw::Int(a) => a.iter().map(|v| v.map_or(0, |v| code(Value::Int(v)))).collect(),
+                Raw::Text(a) => a.iter().map(|v| v.map_or(0, |v| code(Value::Text(v)))).collect(),
             })
             .collect();
         let mut order: Vec<usize> = (0..seen.len()).collect();
@@ -137,7 +198,7 @@ impl<'a> Vocab<'a> {
         (Vocab { values: order.iter().map(|&i| seen[i]).collect(), index }, codes)
     }
 
-    fn code(&self, value: &str) -> i32 {
+    fn code(&self, value: Value<'a>) -> i32 {
         self.index.get(value).unwrap_or(0)
     }
 }
@@ -149,13 +210,10 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let train = table::read_only(train_path, &[USER, ITEM, TIMESTAMP])?;
     let test = table::read_only(test_path, &[USER, ITEM, TIMESTAMP])?;
     let users = table::read(users_path)?;
-    let strings = |b: &'_ RecordBatch, name: &str, path: &Path| -> Result<StringArray, StageError> {
-        Ok(table::column::<StringArray>(b, name, path)?.clone())
-    };
-    let (tr_u, tr_i) = (strings(&train, USER, train_path)?, strings(&train, ITEM, train_path)?);
-    let (te_u, te_i) = (strings(&test, USER, test_path)?, strings(&test, ITEM, test_path)?);
+    let (tr_u, tr_i) = (Raw::of(&train, USER, train_path)?, Raw::of(&train, ITEM, train_path)?);
+    let (te_u, te_i) = (Raw::of(&test, USER, test_path)?, Raw::of(&test, ITEM, test_path)?);
     let ((user_vocab, user_codes), (item_vocab, item_codes)) =
-        rayon::join(|| Vocab::fit(&[&tr_u, &te_u]), || Vocab::fit(&[&tr_i, &te_i]));
+        rayon::join(|| Vocab::fit(&[tr_u, te_u]), || Vocab::fit(&[tr_i, te_i]));
 
     let mut report = Report::default();
     for (k, (spec, batch, path)) in [(&TRAIN, &train, train_path), (&TEST, &test, test_path)].into_iter().enumerate() {
@@ -173,10 +231,18 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 
     // Users: one row per user index 1..=n, categorical features encoded, dense normalised.
     let n_users = user_vocab.values.len();
-    let ids = strings(&users, USER, users_path)?;
+    let ids = Raw::of(&users, USER, users_path)?;
+    if users.num_rows() > 0 && ids.type_name() != tr_u.type_name() {
+        return Err(StageError::BadInput(format!(
+            "{}: column `{USER}` is {} but the clicks' is {}; both must be the same type",
+            users_path.display(),
+            ids.type_name(),
+            tr_u.type_name()
+        )));
+    }
     let mut row_of_user = vec![None; n_users + 1];
-    for (row, id) in ids.iter().enumerate() {
-        if let Some(u) = id.and_then(|id| user_vocab.index.get(id)) {
+    for row in 0..users.num_rows() {
+        if let Some(u) = ids.value(row).and_then(|id| user_vocab.index.get(id)) {
             row_of_user[u as usize] = Some(row);
         }
     }
@@ -188,10 +254,10 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         vec![(USER_IDX.to_string(), Arc::new(Int32Array::from_iter_values(1..=n_users as i32)))];
     let schema = users.schema();
     for field in schema.fields().iter().filter(|f| f.name() != USER) {
-        let col = strings(&users, field.name(), users_path)?;
-        let (vocab, _) = Vocab::fit(&[&col]);
+        let col = Raw::of(&users, field.name(), users_path)?;
+        let (vocab, _) = Vocab::fit(&[col]);
         let codes: Int32Array = (1..=n_users)
-            .map(|u| Some(row_of_user[u].and_then(|r| col.is_valid(r).then(|| vocab.code(col.value(r)))).unwrap_or(0)))
+            .map(|u| Some(row_of_user[u].and_then(|r| col.value(r)).map_or(0, |v| vocab.code(v))))
             .collect();
         vocab_rows
             .extend(vocab.values.iter().enumerate().map(|(i, s)| (field.name().clone(), i as i32 + 1, s.to_string())));
@@ -247,12 +313,25 @@ mod tests {
         let long = "an id longer than fifteen bytes";
         let a = StringArray::from(vec!["b", "a", "c", "a"]);
         let b = StringArray::from(vec!["d", long, "a\0", long]);
-        let (v, codes) = Vocab::fit(&[&a, &b]);
-        assert_eq!(v.values, ["a", "a\0", long, "b", "c", "d"]);
+        let (v, codes) = Vocab::fit(&[Raw::Text(&a), Raw::Text(&b)]);
+        let text: Vec<String> = v.values.iter().map(Value::to_string).collect();
+        assert_eq!(text, ["a", "a\0", long, "b", "c", "d"]);
         assert_eq!(codes[0].values(), &[4, 1, 5, 1]);
         assert_eq!(codes[1].values(), &[6, 3, 2, 3], "\"a\\0\" is not \"a\"");
-        assert_eq!((v.code("c"), v.code(long)), (5, 3));
-        assert_eq!(v.code("zz"), 0, "unknown is 0");
+        assert_eq!((v.code(Value::Text("c")), v.code(Value::Text(long))), (5, 3));
+        assert_eq!(v.code(Value::Text("zz")), 0, "unknown is 0");
+    }
+
+    #[test]
+    fn integer_ids_sort_as_numbers() {
+        let a = Int64Array::from(vec![Some(10), Some(-3), None, Some(9), Some(i64::MAX)]);
+        let b = Int64Array::from(vec![9, 100]);
+        let (v, codes) = Vocab::fit(&[Raw::Int(&a), Raw::Int(&b)]);
+        assert_eq!(v.values, [-3, 9, 10, 100, i64::MAX].map(Value::Int));
+        assert_eq!(codes[0].values(), &[3, 1, 0, 2, 5], "null is 0");
+        assert_eq!(codes[1].values(), &[2, 4]);
+        assert_eq!((v.code(Value::Int(100)), v.code(Value::Int(11))), (4, 0));
+        assert_eq!(v.values[4].to_string(), "9223372036854775807");
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! click in sessions, often continuing with an item close to the previous one, while
 //! their interests drift. Popularity alone therefore explains only part of the clicks.
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::Int64Array;
 use serde::{Deserialize, Serialize};
 
-use crate::clicks::{CLICKS_OUTPUT, ClickLog, USERS_OUTPUT, UserTable};
+use crate::clicks::{CLICKS_OUTPUT, USERS_OUTPUT, write_clicks, write_users};
 use crate::rng::{Alias, Rng};
 use crate::{KindSpec, OutputSpec, Report, StageCtx, StageError, params};
 
@@ -67,13 +70,11 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 
     // Users: features, interests and activity (log-normal: a long tail of heavy users).
     let topics = p.topics as usize;
-    let mut ids = Vec::with_capacity(p.users as usize);
     let (mut cities, mut ages, mut genders) = (Vec::new(), Vec::new(), Vec::new());
     let city_alias = Alias::new(&(1..=CITIES).map(|r| 1.0 / r as f64).collect::<Vec<_>>());
     let mut interests: Vec<Vec<u32>> = Vec::with_capacity(p.users as usize);
     let mut activity = Vec::with_capacity(p.users as usize);
-    for u in 0..p.users {
-        ids.push(format!("u{u}"));
+    for _ in 0..p.users {
         let age = rng.below(AGES.len() as u64) as usize;
         let gender = rng.below(2) as usize;
         cities.push(format!("city{}", city_alias.sample(&mut rng)));
@@ -91,7 +92,6 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     }
     let total_activity: f64 = activity.iter().sum();
 
-    let mut log = ClickLog::default();
     let mut events: Vec<(i64, u32, u32)> = Vec::with_capacity(p.clicks as usize + p.users as usize);
     ctx.progress.set_length(p.users as u64);
     for u in 0..p.users as usize {
@@ -104,14 +104,17 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     }
     // A log is written in time order; equal timestamps keep generation order.
     events.sort_by_key(|&(ts, _, _)| ts);
-    for (ts, u, item) in events {
-        log.push(format!("u{u}"), format!("i{item}"), ts);
-    }
+    // Ids are the user and item numbers: integers, as most logs at scale have them.
+    let users = Int64Array::from_iter_values(events.iter().map(|e| e.1 as i64));
+    let items = Int64Array::from_iter_values(events.iter().map(|e| e.2 as i64));
+    let timestamps = events.iter().map(|e| e.0).collect();
     let mut report = Report::default();
-    report.rows.insert("clicks".into(), log.write(&ctx.output(&CLICKS))?);
-    let users =
-        UserTable { ids, features: vec![("city".into(), cities), ("age".into(), ages), ("gender".into(), genders)] };
-    report.rows.insert("users".into(), users.write(&ctx.output(&USERS))?);
+    report
+        .rows
+        .insert("clicks".into(), write_clicks(&ctx.output(&CLICKS), Arc::new(users), Arc::new(items), timestamps)?);
+    let ids = Arc::new(Int64Array::from_iter_values(0..p.users as i64));
+    let features = vec![("city".into(), cities), ("age".into(), ages), ("gender".into(), genders)];
+    report.rows.insert("users".into(), write_users(&ctx.output(&USERS), ids, features)?);
     report.metrics.insert("mean_clicks_per_user".into(), report.rows["clicks"] as f64 / p.users as f64);
     Ok(report)
 }
