@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use crate::StageError;
 
 /// Rows per row group: big enough for fast scans, small enough to stream.
-const ROW_GROUP: usize = 256 * 1024;
+pub const ROW_GROUP: usize = 256 * 1024;
 
 fn properties(schema: &Schema) -> Result<WriterProperties, StageError> {
     let mut builder = WriterProperties::builder()
@@ -50,10 +50,11 @@ fn properties(schema: &Schema) -> Result<WriterProperties, StageError> {
 
 /// Streams record batches into one Parquet file, encoding row groups in parallel.
 ///
-/// Row groups are always `ROW_GROUP` rows (the last one fewer) and pages break where
-/// batches do, so the bytes depend on the batches written, never on the thread count
-/// or timing. (Concatenating a row group's slices first would make them depend on the
-/// rows alone, but copies every value once more.)
+/// With `write`, row groups are always `ROW_GROUP` rows (the last one fewer); with
+/// `write_row_groups`, each batch is one. Pages break where batches do, so the bytes
+/// depend on the batches written, never on the thread count or timing.
+/// (Concatenating a row group's slices first would make them depend on the rows
+/// alone, but copies every value once more.)
 pub struct TableWriter {
     file: SerializedFileWriter<File>,
     factory: ArrowRowGroupWriterFactory,
@@ -124,18 +125,48 @@ impl TableWriter {
         self.pending = current;
         self.pending_rows = current_rows;
 
+        let base = self.row_groups;
+        let encoded = groups
+            .par_iter()
+            .enumerate()
+            .map(|(g, slices)| self.encode_group(base + g, slices))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append(encoded)
+    }
+
+    /// Writes every batch as one row group (after the rows written so far). Batches
+    /// are made and encoded in the same parallel task, so a batch is encoded while
+    /// its memory is fresh and only as many are alive as there are threads; the
+    /// encoded (compressed) row groups wait for their turn. Empty batches are skipped.
+    pub fn write_row_groups(
+        &mut self,
+        batches: impl IndexedParallelIterator<Item = Result<RecordBatch, StageError>>,
+    ) -> Result<(), StageError> {
+        self.flush(true)?;
+        let (this, base) = (&*self, self.row_groups);
+        let encoded: Vec<(u64, Vec<Chunk>)> = batches
+            .enumerate()
+            .filter_map(|(g, batch)| match batch {
+                Ok(b) if b.num_rows() == 0 => None,
+                Ok(b) => Some(this.encode_group(base + g, &[b.clone()]).map(|chunks| (b.num_rows() as u64, chunks))),
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()?;
+        self.rows += encoded.iter().map(|(rows, _)| rows).sum::<u64>();
+        self.append(encoded.into_iter().map(|(_, chunks)| chunks).collect())
+    }
+
+    /// Encodes one row group from its slices, one task per column.
+    fn encode_group(&self, index: usize, slices: &[RecordBatch]) -> Result<Vec<Chunk>, StageError> {
         // One leaf column per field (flat or list-of-primitive columns), so one writer each.
         let fields = self.schema.fields();
-        let props = self.file.properties().clone();
-        let mut tasks = Vec::with_capacity(groups.len() * fields.len());
-        for (g, slices) in groups.iter().enumerate() {
-            let writers = self.factory.create_column_writers(self.row_groups + g).map_err(failed)?;
-            tasks.extend(writers.into_iter().enumerate().map(|(c, w)| (c, slices, w)));
-        }
-        let chunks: Vec<Chunk> = tasks
+        let props = self.file.properties();
+        let writers = self.factory.create_column_writers(index).map_err(failed)?;
+        writers
             .into_par_iter()
-            .map(|(c, slices, mut writer)| {
-                if let Some(direct) = encode_direct(self.file.schema_descr().column(c), &props, slices, c)? {
+            .enumerate()
+            .map(|(c, mut writer)| {
+                if let Some(direct) = encode_direct(self.file.schema_descr().column(c), props, slices, c)? {
                     return Ok(direct);
                 }
                 for slice in slices {
@@ -146,11 +177,14 @@ impl TableWriter {
                 writer.close().map(Chunk::Arrow)
             })
             .collect::<Result<_, ParquetError>>()
-            .map_err(failed)?;
-        let mut chunks = chunks.into_iter();
-        for _ in &groups {
+            .map_err(failed)
+    }
+
+    /// Appends encoded row groups to the file, in order.
+    fn append(&mut self, groups: Vec<Vec<Chunk>>) -> Result<(), StageError> {
+        for chunks in groups {
             let mut row_group = self.file.next_row_group().map_err(failed)?;
-            for chunk in chunks.by_ref().take(fields.len()) {
+            for chunk in chunks {
                 match chunk {
                     Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group),
                     Chunk::Direct(bytes, close) => row_group.append_column(&bytes, close),
@@ -158,8 +192,8 @@ impl TableWriter {
                 .map_err(failed)?;
             }
             row_group.close().map_err(failed)?;
+            self.row_groups += 1;
         }
-        self.row_groups += groups.len();
         Ok(())
     }
 }
@@ -368,6 +402,29 @@ mod tests {
         assert_eq!(sizes, [[ROW_GROUP as i64; 5].as_slice(), &[1000]].concat());
         assert_eq!(read(&path).unwrap(), all, "row groups read back in order");
         assert_eq!(read_only(&path, &["name", "absent"]).unwrap(), all.project(&[1]).unwrap());
+    }
+
+    #[test]
+    fn row_groups_made_in_parallel_come_back_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("t.parquet");
+        let all = rows(10_000);
+        let cuts = [(0, 10), (10, 0), (10, 4000), (4010, 5990)];
+        let write = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut w = TableWriter::create(&path, all.schema()).unwrap();
+                w.write_row_groups(cuts.par_iter().map(|&(at, n)| Ok(all.slice(at, n)))).unwrap();
+                assert_eq!(w.finish().unwrap(), 10_000);
+            });
+            std::fs::read(&path).unwrap()
+        };
+        let one = write(1);
+        assert_eq!(write(3), one, "bytes do not depend on the thread count");
+        let meta = ArrowReaderMetadata::load(&File::open(&path).unwrap(), Default::default()).unwrap();
+        let sizes: Vec<i64> = meta.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(sizes, [10, 4000, 5990], "one row group per batch, empty ones skipped");
+        assert_eq!(read(&path).unwrap(), all);
     }
 
     #[test]

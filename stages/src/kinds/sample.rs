@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::arrow::array::{ArrayRef, Float32Array, Int8Array, Int32Array, Int64Array, ListArray, RecordBatch};
 use datafusion::arrow::buffer::OffsetBuffer;
@@ -93,53 +94,46 @@ struct Examples {
 }
 
 impl Examples {
-    fn push(&mut self, user: i32, item: i32, label: i8, hist: &[i32], age: f32) {
+    /// One example; `earlier` is the history in time order (stored most recent first).
+    fn push(&mut self, user: i32, item: i32, label: i8, earlier: &[i32], age: f32) {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
         self.user.push(user);
         self.item.push(item);
         self.label.push(label);
-        self.hist.extend_from_slice(hist);
+        self.hist.extend(earlier.iter().rev());
         self.offsets.push(self.hist.len() as i32);
         self.age.push(age);
     }
 
-    /// Room for the most examples the users' training clicks can give (`copies` rows
-    /// per kept click: the positive and its negatives), so the columns never regrow.
-    fn reserve(&mut self, users: &[(i32, usize, usize)], p: &SampleParams) {
+    /// The most rows and history items the users' training clicks can give (`copies`
+    /// rows per kept click: the positive and its negatives).
+    fn bound(users: &[(i32, usize, usize)], p: &SampleParams) -> (usize, usize) {
         let (h, copies) = (p.max_hist as usize, 1 + p.neg_ratio as usize);
         let (mut rows, mut hist) = (0, 0);
         for &(_, start, end) in users {
+            // Example i (1..n) has min(i, h) items: at most the sum of those, and at
+            // most `kept` full histories.
             let n = end - start;
-            let kept = p.max_samples_per_user.map_or(n, |cap| n.min(cap as usize));
+            let kept = p.max_samples_per_user.map_or(n, |cap| n.min(cap as usize)).min(n.saturating_sub(1));
             rows += kept * copies;
-            // Example i (1..=n, the last one being the test click's) has min(i, h) items:
-            // at most the sum of those, and at most `kept` full histories.
             let full = n.saturating_sub(h);
             let growing = n - full;
-            hist += (growing * (growing + 1) / 2 + full * h).min(kept * n.min(h)) * copies;
+            hist += (growing * (growing.saturating_sub(1)) / 2 + full * h).min(kept * n.min(h)) * copies;
         }
+        (rows, hist)
+    }
+
+    /// Room for the users' training examples, so the columns never regrow.
+    fn reserve(&mut self, users: &[(i32, usize, usize)], p: &SampleParams) {
+        let (rows, hist) = Examples::bound(users, p);
         self.user.reserve(rows);
         self.item.reserve(rows);
         self.label.reserve(rows);
         self.offsets.reserve(rows + 1);
         self.hist.reserve(hist);
         self.age.reserve(rows);
-    }
-
-    /// Moves `other`'s examples after this one's.
-    fn append(&mut self, other: Examples) {
-        let base = self.hist.len() as i32;
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        self.offsets.extend(other.offsets.iter().skip(1).map(|o| o + base));
-        self.user.extend(other.user);
-        self.item.extend(other.item);
-        self.label.extend(other.label);
-        self.hist.extend(other.hist);
-        self.age.extend(other.age);
     }
 
     fn take_batch(&mut self) -> Result<RecordBatch, StageError> {
@@ -161,11 +155,6 @@ impl Examples {
     }
 }
 
-/// Users whose examples are built (in parallel) before they are written.
-const USERS_PER_ROUND: usize = 32 * 1024;
-/// Users one rayon task handles.
-const USERS_PER_TASK: usize = 1024;
-
 /// What every user's examples are drawn from.
 struct Source<'a> {
     p: &'a SampleParams,
@@ -179,43 +168,27 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    /// One user's examples: training clicks `start..end` (time order), then the test click.
-    fn user(
-        &self,
-        user: i32,
-        start: usize,
-        end: usize,
-        test_item: Option<i32>,
-        train: &mut Examples,
-        test: &mut Examples,
-    ) {
+    /// One user's training examples from training clicks `start..end` (time order);
+    /// negatives avoid the test click too.
+    fn train(&self, user: i32, start: usize, end: usize, test_item: Option<i32>, train: &mut Examples) {
         let p = self.p;
-        let mut seq: Vec<i32> = self.items[start..end].to_vec();
-        let mut ages: Vec<f32> =
-            self.timestamps[start..end].iter().map(|&ts| ((self.t_max - ts) as f64 / 3600.0) as f32).collect();
-        if let Some(t) = test_item {
-            seq.push(t);
-            ages.push(0.0);
-        }
+        let seq = &self.items[start..end];
+        let times = &self.timestamps[start..end];
         // Seeded per user: the same examples whatever thread builds them.
         let mut rng = Rng::fork(p.seed, user as u64);
         let n = seq.len();
-        let last_train = if test_item.is_some() { n - 1 } else { n };
         let first = match p.max_samples_per_user {
-            Some(cap) => last_train.saturating_sub(cap as usize).max(1),
+            Some(cap) => n.saturating_sub(cap as usize).max(1),
             None => 1,
         };
-        let mut clicked: Vec<i32> = seq.clone();
-        clicked.sort_unstable();
-        let mut hist: Vec<i32> = Vec::with_capacity(p.max_hist as usize);
+        let mut clicked: Vec<i32> = Vec::new();
+        if p.neg_ratio > 0 {
+            clicked.extend(seq.iter().chain(&test_item));
+            clicked.sort_unstable();
+        }
         for i in first..n {
-            hist.clear();
-            hist.extend(seq[i.saturating_sub(p.max_hist as usize)..i].iter().rev());
+            let hist = &seq[i.saturating_sub(p.max_hist as usize)..i];
             let target = seq[i];
-            if i == n - 1 && test_item.is_some() {
-                test.push(user, target, 1, &hist, 0.0);
-                continue;
-            }
             if let Some(t) = p.subsample_t {
                 let f = self.counts[target as usize] / self.total;
                 let keep = ((f / t).sqrt() + 1.0) * t / f;
@@ -223,10 +196,11 @@ impl Source<'_> {
                     continue;
                 }
             }
-            train.push(user, target, 1, &hist, ages[i]);
+            let age = ((self.t_max - times[i]) as f64 / 3600.0) as f32;
+            train.push(user, target, 1, hist, age);
             for _ in 0..p.neg_ratio {
                 if let Some(neg) = draw_negative(self.neg_table, self.n_items, &clicked, &mut rng) {
-                    train.push(user, neg, 0, &hist, ages[i]);
+                    train.push(user, neg, 0, hist, age);
                 }
             }
         }
@@ -257,41 +231,63 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         n_items,
     };
 
-    // Test rows are one per user.
+    // Test rows are one per user: the test click, after the user's last training clicks.
     let test_of: FxHashMap<i32, i32> = te_user.iter().copied().zip(te_item.iter().copied()).collect();
-    let mut train_w = TableWriter::create(&ctx.output(&TRAIN), Examples::default().take_batch()?.schema())?;
-    let mut test_w = TableWriter::create(&ctx.output(&TEST), Examples::default().take_batch()?.schema())?;
-    let mut test_ex = Examples::default();
-    let covered: FxHashSet<i32> = groups.iter().map(|g| g.0).collect();
-    ctx.progress.set_length(groups.len() as u64);
-    for (round, users) in groups.chunks(USERS_PER_ROUND).enumerate() {
-        let parts: Vec<(Examples, Examples)> = users
-            .par_chunks(USERS_PER_TASK)
-            .map(|task| {
-                let (mut train, mut test) = (Examples::default(), Examples::default());
-                train.reserve(task, &p);
-                for &(user, start, end) in task {
-                    source.user(user, start, end, test_of.get(&user).copied(), &mut train, &mut test);
-                }
-                (train, test)
-            })
-            .collect();
-        for (mut train, test) in parts {
-            train_w.write(&train.take_batch()?)?;
-            test_ex.append(test);
+    let mut test = Examples::default();
+    let mut covered = FxHashSet::default();
+    for &(user, start, end) in &groups {
+        if let Some(&item) = test_of.get(&user) {
+            let seq = &tr_item[start..end];
+            test.push(user, item, 1, &seq[seq.len().saturating_sub(p.max_hist as usize)..], 0.0);
+            covered.insert(user);
         }
-        ctx.progress.set_position(((round + 1) * USERS_PER_ROUND).min(groups.len()) as u64);
     }
     // Test users without training clicks still get their (history-less) test example.
     for (u, i) in te_user.iter().zip(&te_item) {
         if !covered.contains(u) {
-            test_ex.push(*u, *i, 1, &[], 0.0);
+            test.push(*u, *i, 1, &[], 0.0);
         }
     }
-    test_w.write(&test_ex.take_batch()?)?;
+    let test = test.take_batch()?;
+
+    // Training rows: one row group per run of users, built and encoded in one task.
+    let mut parts = Vec::new();
+    let (mut from, mut rows) = (0, 0);
+    for (k, g) in groups.iter().enumerate() {
+        let more = Examples::bound(std::slice::from_ref(g), &p).0;
+        if rows + more > table::ROW_GROUP && k > from {
+            parts.push(&groups[from..k]);
+            (from, rows) = (k, 0);
+        }
+        rows += more;
+    }
+    parts.push(&groups[from..]);
+    ctx.progress.set_length(groups.len() as u64);
+    let done = AtomicUsize::new(0);
+    let mut train_w = TableWriter::create(&ctx.output(&TRAIN), test.schema())?;
+    let mut test_w = TableWriter::create(&ctx.output(&TEST), test.schema())?;
+    let (train_rows, test_rows) = rayon::join(
+        || {
+            train_w.write_row_groups(parts.par_iter().map(|users| {
+                let mut train = Examples::default();
+                train.reserve(users, &p);
+                for &(user, start, end) in *users {
+                    source.train(user, start, end, test_of.get(&user).copied(), &mut train);
+                }
+                let so_far = done.fetch_add(users.len(), Ordering::Relaxed) + users.len();
+                ctx.progress.set_position(so_far as u64);
+                train.take_batch()
+            }))?;
+            train_w.finish()
+        },
+        || {
+            test_w.write(&test)?;
+            test_w.finish()
+        },
+    );
     let mut report = Report::default();
-    report.rows.insert("train".into(), train_w.finish()?);
-    report.rows.insert("test".into(), test_w.finish()?);
+    report.rows.insert("train".into(), train_rows?);
+    report.rows.insert("test".into(), test_rows?);
     Ok(report)
 }
 
