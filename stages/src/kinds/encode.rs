@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::DataType;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::clicks::{ITEM, TIMESTAMP, USER};
@@ -215,31 +216,50 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let ((user_vocab, user_codes), (item_vocab, item_codes)) =
         rayon::join(|| Vocab::fit(&[tr_u, te_u]), || Vocab::fit(&[tr_i, te_i]));
 
-    let mut report = Report::default();
-    for (k, (spec, batch, path)) in [(&TRAIN, &train, train_path), (&TEST, &test, test_path)].into_iter().enumerate() {
+    // The encoded clicks and the user and vocabulary tables are written at once.
+    let write_clicks = |k: usize, spec: &OutputSpec, batch: &RecordBatch, path: &Path| -> Result<u64, StageError> {
         let ts = table::column::<Int64Array>(batch, TIMESTAMP, path)?.clone();
-        let rows = table::write(
+        table::write(
             &ctx.output(spec),
             vec![
                 (USER_IDX, Arc::new(user_codes[k].clone()) as ArrayRef),
                 (ITEM_IDX, Arc::new(item_codes[k].clone())),
                 (TIMESTAMP, Arc::new(ts)),
             ],
-        )?;
-        report.rows.insert(spec.name.into(), rows);
-    }
+        )
+    };
+    let ((train_rows, test_rows), tables) = rayon::join(
+        || rayon::join(|| write_clicks(0, &TRAIN, &train, train_path), || write_clicks(1, &TEST, &test, test_path)),
+        || {
+            let ids = Raw::of(&users, USER, users_path)?.type_name();
+            if users.num_rows() > 0 && ids != tr_u.type_name() {
+                return Err(StageError::BadInput(format!(
+                    "{}: column `{USER}` is {ids} but the clicks' is {}; both must be the same type",
+                    users_path.display(),
+                    tr_u.type_name()
+                )));
+            }
+            user_and_vocab_tables(ctx, &p, (&users, users_path), [&user_vocab, &item_vocab], &user_codes[0])
+        },
+    );
+    let mut report = tables?;
+    report.rows.insert(TRAIN.name.into(), train_rows?);
+    report.rows.insert(TEST.name.into(), test_rows?);
+    Ok(report)
+}
 
-    // Users: one row per user index 1..=n, categorical features encoded, dense normalised.
+/// Writes `users` (one row per user index 1..=n, categorical features encoded, dense
+/// features normalised) and `vocab` (every vocabulary: feature, index, value).
+fn user_and_vocab_tables(
+    ctx: &StageCtx,
+    p: &EncodeParams,
+    (users, users_path): (&RecordBatch, &Path),
+    [user_vocab, item_vocab]: [&Vocab; 2],
+    train_users: &Int32Array,
+) -> Result<Report, StageError> {
+    let mut report = Report::default();
     let n_users = user_vocab.values.len();
-    let ids = Raw::of(&users, USER, users_path)?;
-    if users.num_rows() > 0 && ids.type_name() != tr_u.type_name() {
-        return Err(StageError::BadInput(format!(
-            "{}: column `{USER}` is {} but the clicks' is {}; both must be the same type",
-            users_path.display(),
-            ids.type_name(),
-            tr_u.type_name()
-        )));
-    }
+    let ids = Raw::of(users, USER, users_path)?;
     let mut row_of_user = vec![None; n_users + 1];
     for row in 0..users.num_rows() {
         if let Some(u) = ids.value(row).and_then(|id| user_vocab.index.get(id)) {
@@ -247,26 +267,33 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         }
     }
     let mut vocab_rows: Vec<(String, i32, String)> = Vec::new();
-    for (name, v) in [(USER, &user_vocab), (ITEM, &item_vocab)] {
+    for (name, v) in [(USER, user_vocab), (ITEM, item_vocab)] {
         vocab_rows.extend(v.values.iter().enumerate().map(|(i, s)| (name.to_string(), i as i32 + 1, s.to_string())));
     }
     let mut user_columns: Vec<(String, ArrayRef)> =
         vec![(USER_IDX.to_string(), Arc::new(Int32Array::from_iter_values(1..=n_users as i32)))];
     let schema = users.schema();
-    for field in schema.fields().iter().filter(|f| f.name() != USER) {
-        let col = Raw::of(&users, field.name(), users_path)?;
-        let (vocab, _) = Vocab::fit(&[col]);
-        let codes: Int32Array = (1..=n_users)
-            .map(|u| Some(row_of_user[u].and_then(|r| col.value(r)).map_or(0, |v| vocab.code(v))))
-            .collect();
-        vocab_rows
-            .extend(vocab.values.iter().enumerate().map(|(i, s)| (field.name().clone(), i as i32 + 1, s.to_string())));
-        report.metrics.insert(format!("vocab_{}", field.name()), vocab.values.len() as f64 + 1.0);
+    let features: Vec<_> = schema.fields().iter().filter(|f| f.name() != USER).collect();
+    let encoded = features
+        .par_iter()
+        .map(|field| {
+            let col = Raw::of(users, field.name(), users_path)?;
+            let (vocab, _) = Vocab::fit(&[col]);
+            let codes: Int32Array = (1..=n_users)
+                .map(|u| Some(row_of_user[u].and_then(|r| col.value(r)).map_or(0, |v| vocab.code(v))))
+                .collect();
+            let rows: Vec<String> = vocab.values.iter().map(Value::to_string).collect();
+            Ok((codes, rows))
+        })
+        .collect::<Result<Vec<_>, StageError>>()?;
+    for (field, (codes, values)) in features.iter().zip(encoded) {
+        report.metrics.insert(format!("vocab_{}", field.name()), values.len() as f64 + 1.0);
+        vocab_rows.extend(values.into_iter().enumerate().map(|(i, v)| (field.name().clone(), i as i32 + 1, v)));
         user_columns.push((field.name().clone(), Arc::new(codes)));
     }
     // Dense: the user's number of training clicks (activity).
     let mut activity = vec![0f64; n_users + 1];
-    for u in user_codes[0].values() {
+    for u in train_users.values() {
         activity[*u as usize] += 1.0;
     }
     for (name, values) in dense_columns("activity", &activity[1..], &p.dense) {

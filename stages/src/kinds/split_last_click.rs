@@ -5,10 +5,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::compute::filter;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::clicks::{ITEM, SEQ, TIMESTAMP, USER};
@@ -98,17 +99,29 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let indices = [USER, ITEM, TIMESTAMP, SEQ]
         .map(|c| schema.index_of(c).map_err(|_| failed(format!("{}: column `{c}` is missing", path.display()))));
     let columns = clicks.project(&indices.into_iter().collect::<Result<Vec<_>, _>>()?).map_err(failed)?;
-    let rows_of = |wanted: Role| {
-        let mask: BooleanArray = roles.iter().map(|&r| Some(r == wanted)).collect();
-        filter_record_batch(&columns, &mask).map_err(failed)
-    };
-    let (train, test) = rayon::join(|| rows_of(Role::Train), || rows_of(Role::Test));
-    let mut report = Report::default();
-    for (spec, rows) in [(&TRAIN, train?), (&TEST, test?)] {
+    // Every (output, column) pair is filtered in its own task, and both files are
+    // written at once: the train file is nearly the whole log.
+    let masks: Vec<BooleanArray> =
+        [Role::Train, Role::Test].par_iter().map(|&r| roles.iter().map(|&role| Some(role == r)).collect()).collect();
+    let filtered: Vec<ArrayRef> = (0..2 * columns.num_columns())
+        .into_par_iter()
+        .map(|k| filter(columns.column(k % columns.num_columns()), &masks[k / columns.num_columns()]))
+        .collect::<Result<_, _>>()
+        .map_err(failed)?;
+    let outputs: Vec<RecordBatch> = filtered
+        .chunks(columns.num_columns())
+        .map(|c| RecordBatch::try_new(columns.schema(), c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(failed)?;
+    let write = |spec: &OutputSpec, rows: &RecordBatch| {
         let mut w = TableWriter::create(&ctx.output(spec), columns.schema())?;
-        w.write(&rows)?;
-        report.rows.insert(spec.name.into(), w.finish()?);
-    }
+        w.write(rows)?;
+        w.finish()
+    };
+    let (train, test) = rayon::join(|| write(&TRAIN, &outputs[0]), || write(&TEST, &outputs[1]));
+    let mut report = Report::default();
+    report.rows.insert(TRAIN.name.into(), train?);
+    report.rows.insert(TEST.name.into(), test?);
     report.metrics.insert("dropped_users".into(), dropped as f64);
     report.metrics.insert("test_users".into(), report.rows["test"] as f64);
     if dropped > 0 {
