@@ -316,6 +316,13 @@ pub fn read_only(path: &Path, names: &[&str]) -> Result<RecordBatch, StageError>
 }
 
 fn read_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<RecordBatch, StageError> {
+    let (schema, batches) = read_batches(path, keep)?;
+    concat_batches(&schema, &batches).map_err(failed)
+}
+
+/// Reads the kept columns as one batch per row group, in order, decoding row groups in
+/// parallel; callers that copy the values out anyway skip `read`'s concatenation.
+pub fn read_batches(path: &Path, keep: impl Fn(&str) -> bool) -> Result<(SchemaRef, Vec<RecordBatch>), StageError> {
     let metadata = ArrowReaderMetadata::load(&File::open(path)?, Default::default()).map_err(failed)?;
     let roots: Vec<usize> =
         (0..metadata.schema().fields().len()).filter(|&i| keep(metadata.schema().field(i).name())).collect();
@@ -335,7 +342,7 @@ fn read_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<RecordBatch, S
             reader.collect::<Result<Vec<_>, _>>().map_err(failed)
         })
         .collect::<Result<_, StageError>>()?;
-    concat_batches(&schema, parts.iter().flatten()).map_err(failed)
+    Ok((schema, parts.into_iter().flatten().collect()))
 }
 
 /// A column of `batch` by name, downcast to the array type `A`.

@@ -299,12 +299,19 @@ struct Clicks {
 }
 
 fn read_clicks(path: &Path) -> Result<Clicks, StageError> {
-    let b = table::read(path)?;
-    Ok(Clicks {
-        users: table::column::<Int32Array>(&b, USER_IDX, path)?.values().to_vec(),
-        items: table::column::<Int32Array>(&b, ITEM_IDX, path)?.values().to_vec(),
-        timestamps: table::column::<Int64Array>(&b, crate::clicks::TIMESTAMP, path)?.values().to_vec(),
-    })
+    let (_, batches) = table::read_batches(path, |_| true)?;
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    let mut c = Clicks {
+        users: Vec::with_capacity(rows),
+        items: Vec::with_capacity(rows),
+        timestamps: Vec::with_capacity(rows),
+    };
+    for b in &batches {
+        c.users.extend_from_slice(table::column::<Int32Array>(b, USER_IDX, path)?.values());
+        c.items.extend_from_slice(table::column::<Int32Array>(b, ITEM_IDX, path)?.values());
+        c.timestamps.extend_from_slice(table::column::<Int64Array>(b, crate::clicks::TIMESTAMP, path)?.values());
+    }
+    Ok(c)
 }
 
 /// Training clicks grouped by user (ascending index) and, within a user, in time order.
