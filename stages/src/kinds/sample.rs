@@ -337,28 +337,33 @@ fn by_user(clicks: Clicks, path: &Path) -> Result<ByUser, StageError> {
     for u in 0..n_users {
         start[u + 1] += start[u];
     }
+    // Items and times move straight to their user's run (stable: file order within a
+    // user), so nothing is gathered afterwards; runs out of time order are rare.
     let mut next = start.clone();
-    let mut order = vec![0u32; users.len()];
-    for (row, &u) in users.iter().enumerate() {
-        order[next[u as usize]] = row as u32;
-        next[u as usize] += 1;
+    let (mut by_items, mut by_times) = (vec![0i32; users.len()], vec![0i64; users.len()]);
+    for ((&u, &item), &ts) in users.iter().zip(&items).zip(&timestamps) {
+        let at = &mut next[u as usize];
+        by_items[*at] = item;
+        by_times[*at] = ts;
+        *at += 1;
     }
     let mut groups = Vec::new();
     for u in 0..n_users {
-        let rows = &mut order[start[u]..start[u + 1]];
-        if rows.is_empty() {
+        let (from, to) = (start[u], start[u + 1]);
+        if from == to {
             continue;
         }
-        if !rows.is_sorted_by_key(|&r| timestamps[r as usize]) {
-            rows.sort_by_key(|&r| timestamps[r as usize]);
+        if !by_times[from..to].is_sorted() {
+            let mut run: Vec<(i64, i32)> =
+                by_times[from..to].iter().copied().zip(by_items[from..to].iter().copied()).collect();
+            run.sort_by_key(|&(ts, _)| ts);
+            for (k, (ts, item)) in run.into_iter().enumerate() {
+                (by_times[from + k], by_items[from + k]) = (ts, item);
+            }
         }
-        groups.push((u as i32, start[u], start[u + 1]));
+        groups.push((u as i32, from, to));
     }
-    let (items, timestamps) = rayon::join(
-        || order.iter().map(|&r| items[r as usize]).collect(),
-        || order.iter().map(|&r| timestamps[r as usize]).collect(),
-    );
-    Ok(ByUser { items, timestamps, groups })
+    Ok(ByUser { items: by_items, timestamps: by_times, groups })
 }
 
 /// The distribution negatives are drawn from; None means uniform over 1..=n_items.
