@@ -148,7 +148,9 @@ impl TableWriter {
             .enumerate()
             .filter_map(|(g, batch)| match batch {
                 Ok(b) if b.num_rows() == 0 => None,
-                Ok(b) => Some(this.encode_group(base + g, &[b.clone()]).map(|chunks| (b.num_rows() as u64, chunks))),
+                Ok(b) => Some(
+                    this.encode_group(base + g, std::slice::from_ref(&b)).map(|chunks| (b.num_rows() as u64, chunks)),
+                ),
                 Err(e) => Some(Err(e)),
             })
             .collect::<Result<_, _>>()?;
