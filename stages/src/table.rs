@@ -213,8 +213,8 @@ enum Chunk {
 /// parquet's Arrow writer gathers every value through a list of value indices (8 bytes
 /// per value) and builds its levels in fresh buffers: for the histories of `sample`
 /// (128M values at 5M clicks) that was most of the time it takes to write them. Here
-/// values are handed over as the slices they are, and a list's levels are built one
-/// slice at a time into buffers that are reused.
+/// values are handed over as the slices they are, and a list's levels are built a
+/// few thousand rows at a time into buffers that are reused.
 fn encode_direct(
     descr: ColumnDescPtr,
     props: &WriterPropertiesPtr,
@@ -248,13 +248,24 @@ fn encode_direct(
     let (mut def, mut rep) = (Vec::new(), Vec::new());
     for slice in slices {
         let array = slice.column(c);
-        let values = if list {
-            let lists = array.as_list::<i32>();
-            let offsets = lists.value_offsets();
-            let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+        if !list {
+            if !write_values(&mut writer, array, None, None)? {
+                return Ok(None);
+            }
+            continue;
+        }
+        // A few thousand rows at a time, so the levels are built and read back while
+        // they are still in cache.
+        let lists = array.as_list::<i32>();
+        let offsets = lists.value_offsets();
+        let mut at = 0;
+        while at + 1 < offsets.len() {
+            let to = (at + LEVEL_ROWS).min(offsets.len() - 1);
+            let rows = &offsets[at..=to];
+            at = to;
             def.clear();
             rep.clear();
-            for w in offsets.windows(2) {
+            for w in rows.windows(2) {
                 let len = (w[1] - w[0]) as usize;
                 if len == 0 {
                     def.push(0);
@@ -265,30 +276,43 @@ fn encode_direct(
                     rep.resize(rep.len() + len - 1, 1);
                 }
             }
-            lists.values().slice(start, end - start)
-        } else {
-            array.clone()
-        };
-        let (d, r) = if list { (Some(def.as_slice()), Some(rep.as_slice())) } else { (None, None) };
-        match &mut writer {
-            ColumnWriter::Int32ColumnWriter(w) => match values.data_type() {
-                DataType::Int8 => {
-                    let wide: Vec<i32> = values.as_primitive::<Int8Type>().values().iter().map(|&v| v.into()).collect();
-                    w.write_batch(&wide, d, r)?
-                }
-                _ => w.write_batch(values.as_primitive::<Int32Type>().values(), d, r)?,
-            },
-            ColumnWriter::Int64ColumnWriter(w) => w.write_batch(values.as_primitive::<Int64Type>().values(), d, r)?,
-            ColumnWriter::FloatColumnWriter(w) => w.write_batch(values.as_primitive::<Float32Type>().values(), d, r)?,
-            ColumnWriter::DoubleColumnWriter(w) => {
-                w.write_batch(values.as_primitive::<Float64Type>().values(), d, r)?
+            let (start, end) = (rows[0] as usize, rows[rows.len() - 1] as usize);
+            if !write_values(&mut writer, &lists.values().slice(start, end - start), Some(&def), Some(&rep))? {
+                return Ok(None);
             }
-            // Not reached (the physical type was checked); the Arrow writer would do.
-            _ => return Ok(None),
-        };
+        }
     }
     let close = writer.close()?;
     Ok(Some(Chunk::Direct(sink.into_inner()?.into(), close)))
+}
+
+/// Rows of a list column whose levels are built at a time.
+const LEVEL_ROWS: usize = 4096;
+
+/// Hands values (and a list's levels) to a column writer of their physical type;
+/// false if it is of another (encode_direct checks that it is not).
+fn write_values(
+    writer: &mut ColumnWriter,
+    values: &ArrayRef,
+    def: Option<&[i16]>,
+    rep: Option<&[i16]>,
+) -> Result<bool, ParquetError> {
+    match writer {
+        ColumnWriter::Int32ColumnWriter(w) => match values.data_type() {
+            DataType::Int8 => {
+                let wide: Vec<i32> = values.as_primitive::<Int8Type>().values().iter().map(|&v| v.into()).collect();
+                w.write_batch(&wide, def, rep)?
+            }
+            _ => w.write_batch(values.as_primitive::<Int32Type>().values(), def, rep)?,
+        },
+        ColumnWriter::Int64ColumnWriter(w) => w.write_batch(values.as_primitive::<Int64Type>().values(), def, rep)?,
+        ColumnWriter::FloatColumnWriter(w) => w.write_batch(values.as_primitive::<Float32Type>().values(), def, rep)?,
+        ColumnWriter::DoubleColumnWriter(w) => {
+            w.write_batch(values.as_primitive::<Float64Type>().values(), def, rep)?
+        }
+        _ => return Ok(false),
+    };
+    Ok(true)
 }
 
 /// Writes columns as one table; returns the row count.
