@@ -334,6 +334,33 @@ pub fn dense_columns(name: &str, values: &[f64], transforms: &[Transform]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NoProgress;
+    use crate::clicks::{write_clicks, write_users};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn integer_clicks_with_text_user_ids_are_bad_input() {
+        let d = tempfile::tempdir().unwrap();
+        let ints = |v: Vec<i64>| Arc::new(Int64Array::from(v)) as ArrayRef;
+        let inputs: BTreeMap<String, std::path::PathBuf> =
+            ["train", "test", "users"].iter().map(|n| (n.to_string(), d.path().join(format!("{n}.parquet")))).collect();
+        write_clicks(&inputs["train"], ints(vec![1, 2]), ints(vec![7, 8]), vec![10, 20]).unwrap();
+        write_clicks(&inputs["test"], ints(vec![1, 2]), ints(vec![8, 7]), vec![30, 40]).unwrap();
+        let ids = Arc::new(StringArray::from(vec!["1", "2"]));
+        write_users(&inputs["users"], ids, vec![("city".into(), vec!["a".into(), "b".into()])]).unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let params = serde_json::json!({});
+        let err =
+            run(&StageCtx { inputs: &inputs, params: &params, out_dir: &out, progress: &NoProgress }).unwrap_err();
+        let StageError::BadInput(msg) = err else { panic!("not bad input: {err:?}") };
+        assert!(
+            msg.ends_with(
+                "users.parquet: column `user_id` is utf8 but the clicks' is int64; both must be the same type"
+            ),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn vocab_is_sorted_and_starts_at_one() {
