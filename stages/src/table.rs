@@ -18,7 +18,7 @@ use datafusion::parquet::column::writer::{ColumnCloseResult, ColumnWriter, get_c
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr, WriterVersion};
 use datafusion::parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
-use datafusion::parquet::schema::types::ColumnDescPtr;
+use datafusion::parquet::schema::types::{ColumnDescPtr, ColumnDescriptor};
 use rayon::prelude::*;
 
 use crate::StageError;
@@ -134,28 +134,75 @@ impl TableWriter {
         self.append(encoded)
     }
 
-    /// Writes every batch as one row group (after the rows written so far). Batches
-    /// are made and encoded in the same parallel task, so a batch is encoded while
-    /// its memory is fresh and only as many are alive as there are threads; the
-    /// encoded (compressed) row groups wait for their turn. Empty batches are skipped.
-    pub fn write_row_groups(
-        &mut self,
-        batches: impl IndexedParallelIterator<Item = Result<RecordBatch, StageError>>,
-    ) -> Result<(), StageError> {
+    /// Writes row groups made by parallel tasks (after the rows written so far): each
+    /// group is the batches its iterator yields, and each batch goes to every column's
+    /// encoder as soon as it is made, while it is still in cache. Only the encoded
+    /// (compressed) row groups wait for their turn. Groups without rows are skipped.
+    pub fn write_row_groups<G>(&mut self, groups: impl IndexedParallelIterator<Item = G>) -> Result<(), StageError>
+    where
+        G: Iterator<Item = Result<RecordBatch, StageError>>,
+    {
         self.flush(true)?;
         let (this, base) = (&*self, self.row_groups);
-        let encoded: Vec<(u64, Vec<Chunk>)> = batches
-            .enumerate()
-            .filter_map(|(g, batch)| match batch {
-                Ok(b) if b.num_rows() == 0 => None,
-                Ok(b) => Some(
-                    this.encode_group(base + g, std::slice::from_ref(&b)).map(|chunks| (b.num_rows() as u64, chunks)),
-                ),
-                Err(e) => Some(Err(e)),
-            })
-            .collect::<Result<_, _>>()?;
+        let encoded: Vec<(u64, Vec<Chunk>)> =
+            groups.enumerate().map(|(g, batches)| this.encode_stream(base + g, batches)).collect::<Result<_, _>>()?;
+        let encoded: Vec<_> = encoded.into_iter().filter(|(rows, _)| *rows > 0).collect();
         self.rows += encoded.iter().map(|(rows, _)| rows).sum::<u64>();
         self.append(encoded.into_iter().map(|(_, chunks)| chunks).collect())
+    }
+
+    /// Encodes one row group from batches that arrive one after another; returns its
+    /// rows and column chunks.
+    fn encode_stream(
+        &self,
+        index: usize,
+        batches: impl Iterator<Item = Result<RecordBatch, StageError>>,
+    ) -> Result<(u64, Vec<Chunk>), StageError> {
+        let fields = self.schema.fields();
+        let (props, parquet) = (self.file.properties(), self.file.schema_descr());
+        let mut arrow = self.factory.create_column_writers(index).map_err(failed)?;
+        let mut sinks: Vec<TrackedWrite<Vec<u8>>> = fields.iter().map(|_| TrackedWrite::new(Vec::new())).collect();
+        let mut direct: Vec<Option<ColumnWriter>> = sinks
+            .iter_mut()
+            .enumerate()
+            .map(|(c, sink)| {
+                is_direct(&parquet.column(c), fields[c].data_type()).then(|| {
+                    get_column_writer(parquet.column(c), props.clone(), Box::new(SerializedPageWriter::new(sink)))
+                })
+            })
+            .collect();
+        let (mut levels, mut rows) = (Levels::default(), 0);
+        for batch in batches {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            for (c, (writer, arrow)) in direct.iter_mut().zip(&mut arrow).enumerate() {
+                match writer {
+                    Some(writer) => write_direct(writer, batch.column(c), &mut levels).map_err(failed)?,
+                    None => {
+                        for leaf in compute_leaves(&fields[c], batch.column(c)).map_err(failed)? {
+                            arrow.write(&leaf).map_err(failed)?;
+                        }
+                    }
+                }
+            }
+        }
+        // Closing the direct writers hands their sinks back.
+        let closed: Vec<Option<ColumnCloseResult>> = direct
+            .into_iter()
+            .map(|w| w.map(ColumnWriter::close).transpose())
+            .collect::<Result<_, _>>()
+            .map_err(failed)?;
+        let chunks = closed
+            .into_iter()
+            .zip(sinks)
+            .zip(arrow)
+            .map(|((close, sink), arrow)| match close {
+                Some(close) => Ok(Chunk::Direct(sink.into_inner()?.into(), close)),
+                None => arrow.close().map(Chunk::Arrow),
+            })
+            .collect::<Result<_, ParquetError>>()
+            .map_err(failed)?;
+        Ok((rows, chunks))
     }
 
     /// Encodes one row group from its slices, one task per column.
@@ -206,97 +253,106 @@ enum Chunk {
     Direct(bytes::Bytes, ColumnCloseResult),
 }
 
-/// Encodes column `c` of a row group's slices straight from the Arrow buffers, when
-/// it is a numeric column or a list of numbers without nulls (everything but strings
-/// that the stages write); None otherwise.
+/// Whether a column is encoded straight from its Arrow buffers: a required number or
+/// required list of required numbers (everything but strings that the stages write).
 ///
 /// parquet's Arrow writer gathers every value through a list of value indices (8 bytes
 /// per value) and builds its levels in fresh buffers: for the histories of `sample`
 /// (128M values at 5M clicks) that was most of the time it takes to write them. Here
 /// values are handed over as the slices they are, and a list's levels are built a
 /// few thousand rows at a time into buffers that are reused.
+fn is_direct(descr: &ColumnDescriptor, data_type: &DataType) -> bool {
+    let (list, leaf_type) = match data_type {
+        DataType::List(item) => (true, item.data_type()),
+        other => (false, other),
+    };
+    let numeric = matches!(
+        (descr.physical_type(), leaf_type),
+        (PhysicalType::INT32, DataType::Int8 | DataType::Int32)
+            | (PhysicalType::INT64, DataType::Int64)
+            | (PhysicalType::FLOAT, DataType::Float32)
+            | (PhysicalType::DOUBLE, DataType::Float64)
+    );
+    // Required only: a list's one definition level says "has items", its one
+    // repetition level "continues the row".
+    let levels = i16::from(list);
+    numeric && descr.max_def_level() == levels && descr.max_rep_level() == levels
+}
+
+/// Encodes column `c` of a row group's slices directly, when `is_direct` says so.
 fn encode_direct(
     descr: ColumnDescPtr,
     props: &WriterPropertiesPtr,
     slices: &[RecordBatch],
     c: usize,
 ) -> Result<Option<Chunk>, ParquetError> {
-    let Some(first) = slices.first().map(|s| s.column(c)) else { return Ok(None) };
-    let (list, leaf_type) = match first.data_type() {
-        DataType::List(item) => (true, item.data_type().clone()),
-        other => (false, other.clone()),
-    };
-    let numeric = matches!(
-        (descr.physical_type(), &leaf_type),
-        (PhysicalType::INT32, DataType::Int8 | DataType::Int32)
-            | (PhysicalType::INT64, DataType::Int64)
-            | (PhysicalType::FLOAT, DataType::Float32)
-            | (PhysicalType::DOUBLE, DataType::Float64)
-    );
-    // Required columns only: a list's one definition level says "has items", its one
-    // repetition level "continues the row".
-    let levels = i16::from(list);
-    let no_nulls = slices.iter().all(|s| {
-        let a = s.column(c);
-        a.null_count() == 0 && (!list || a.as_list::<i32>().values().null_count() == 0)
-    });
-    if !numeric || descr.max_def_level() != levels || descr.max_rep_level() != levels || !no_nulls {
+    if !slices.first().is_some_and(|s| is_direct(&descr, s.column(c).data_type())) {
         return Ok(None);
     }
     let mut sink = TrackedWrite::new(Vec::new());
     let mut writer = get_column_writer(descr, props.clone(), Box::new(SerializedPageWriter::new(&mut sink)));
-    let (mut def, mut rep) = (Vec::new(), Vec::new());
+    let mut levels = Levels::default();
     for slice in slices {
-        let array = slice.column(c);
-        if !list {
-            if !write_values(&mut writer, array, None, None)? {
-                return Ok(None);
-            }
-            continue;
-        }
-        // A few thousand rows at a time, so the levels are built and read back while
-        // they are still in cache.
-        let lists = array.as_list::<i32>();
-        let offsets = lists.value_offsets();
-        let mut at = 0;
-        while at + 1 < offsets.len() {
-            let to = (at + LEVEL_ROWS).min(offsets.len() - 1);
-            let rows = &offsets[at..=to];
-            at = to;
-            def.clear();
-            rep.clear();
-            for w in rows.windows(2) {
-                let len = (w[1] - w[0]) as usize;
-                if len == 0 {
-                    def.push(0);
-                    rep.push(0);
-                } else {
-                    def.resize(def.len() + len, 1);
-                    rep.push(0);
-                    rep.resize(rep.len() + len - 1, 1);
-                }
-            }
-            let (start, end) = (rows[0] as usize, rows[rows.len() - 1] as usize);
-            if !write_values(&mut writer, &lists.values().slice(start, end - start), Some(&def), Some(&rep))? {
-                return Ok(None);
-            }
-        }
+        write_direct(&mut writer, slice.column(c), &mut levels)?;
     }
     let close = writer.close()?;
     Ok(Some(Chunk::Direct(sink.into_inner()?.into(), close)))
 }
 
+/// Definition and repetition levels of a run of list rows, reused from run to run.
+#[derive(Default)]
+struct Levels {
+    def: Vec<i16>,
+    rep: Vec<i16>,
+}
+
 /// Rows of a list column whose levels are built at a time.
 const LEVEL_ROWS: usize = 4096;
 
-/// Hands values (and a list's levels) to a column writer of their physical type;
-/// false if it is of another (encode_direct checks that it is not).
+/// Writes one array of a column that `is_direct` accepted.
+fn write_direct(writer: &mut ColumnWriter, array: &ArrayRef, levels: &mut Levels) -> Result<(), ParquetError> {
+    let DataType::List(_) = array.data_type() else {
+        return write_values(writer, array, None, None);
+    };
+    // A few thousand rows at a time, so the levels are built and read back while
+    // they are still in cache.
+    let lists = array.as_list::<i32>();
+    let offsets = lists.value_offsets();
+    let mut at = 0;
+    while at + 1 < offsets.len() {
+        let to = (at + LEVEL_ROWS).min(offsets.len() - 1);
+        let rows = &offsets[at..=to];
+        at = to;
+        let Levels { def, rep } = levels;
+        def.clear();
+        rep.clear();
+        for w in rows.windows(2) {
+            let len = (w[1] - w[0]) as usize;
+            if len == 0 {
+                def.push(0);
+                rep.push(0);
+            } else {
+                def.resize(def.len() + len, 1);
+                rep.push(0);
+                rep.resize(rep.len() + len - 1, 1);
+            }
+        }
+        let (start, end) = (rows[0] as usize, rows[rows.len() - 1] as usize);
+        write_values(writer, &lists.values().slice(start, end - start), Some(def), Some(rep))?;
+    }
+    Ok(())
+}
+
+/// Hands values (and a list's levels) to a column writer of their physical type.
 fn write_values(
     writer: &mut ColumnWriter,
     values: &ArrayRef,
     def: Option<&[i16]>,
     rep: Option<&[i16]>,
-) -> Result<bool, ParquetError> {
+) -> Result<(), ParquetError> {
+    if values.null_count() > 0 {
+        return Err(ParquetError::General("nulls in a column declared non-nullable".into()));
+    }
     match writer {
         ColumnWriter::Int32ColumnWriter(w) => match values.data_type() {
             DataType::Int8 => {
@@ -310,9 +366,9 @@ fn write_values(
         ColumnWriter::DoubleColumnWriter(w) => {
             w.write_batch(values.as_primitive::<Float64Type>().values(), def, rep)?
         }
-        _ => return Ok(false),
+        _ => return Err(ParquetError::General(format!("no direct encoding for {}", values.data_type()))),
     };
-    Ok(true)
+    Ok(())
 }
 
 /// Writes columns as one table; returns the row count.
@@ -447,7 +503,12 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let mut w = TableWriter::create(&path, all.schema()).unwrap();
-                w.write_row_groups(cuts.par_iter().map(|&(at, n)| Ok(all.slice(at, n)))).unwrap();
+                // A group of one batch, an empty one, and groups cut into several batches.
+                let all = &all;
+                let groups = cuts.par_iter().map(move |&(at, n)| {
+                    (at..at + n).step_by(1500).map(move |from| Ok(all.slice(from, 1500.min(at + n - from))))
+                });
+                w.write_row_groups(groups).unwrap();
                 assert_eq!(w.finish().unwrap(), 10_000);
             });
             std::fs::read(&path).unwrap()

@@ -125,17 +125,6 @@ impl Examples {
         (rows, hist)
     }
 
-    /// Room for the users' training examples, so the columns never regrow.
-    fn reserve(&mut self, users: &[(i32, usize, usize)], p: &SampleParams) {
-        let (rows, hist) = Examples::bound(users, p);
-        self.user.reserve(rows);
-        self.item.reserve(rows);
-        self.label.reserve(rows);
-        self.offsets.reserve(rows + 1);
-        self.hist.reserve(hist);
-        self.age.reserve(rows);
-    }
-
     fn take_batch(&mut self) -> Result<RecordBatch, StageError> {
         let e = std::mem::take(self);
         let offsets = if e.offsets.is_empty() { vec![0] } else { e.offsets };
@@ -154,6 +143,9 @@ impl Examples {
         ])
     }
 }
+
+/// Rows of the batches a row group of examples is made of.
+const BATCH_ROWS: usize = 4096;
 
 /// What every user's examples are drawn from.
 struct Source<'a> {
@@ -250,7 +242,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     }
     let test = test.take_batch()?;
 
-    // Training rows: one row group per run of users, built and encoded in one task.
+    // Training rows: one row group per run of users, made and encoded in one task.
     let mut parts = Vec::new();
     let (mut from, mut rows) = (0, 0);
     for (k, g) in groups.iter().enumerate() {
@@ -269,14 +261,22 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let (train_rows, test_rows) = rayon::join(
         || {
             train_w.write_row_groups(parts.par_iter().map(|users| {
-                let mut train = Examples::default();
-                train.reserve(users, &p);
-                for &(user, start, end) in *users {
-                    source.train(user, start, end, test_of.get(&user).copied(), &mut train);
-                }
-                let so_far = done.fetch_add(users.len(), Ordering::Relaxed) + users.len();
-                ctx.progress.set_position(so_far as u64);
-                train.take_batch()
+                // The group's examples come a few thousand rows at a time, each batch
+                // encoded while it is still in cache.
+                let (mut users, source, test_of, done) = (users.iter(), &source, &test_of, &done);
+                std::iter::from_fn(move || {
+                    let (mut train, mut seen) = (Examples::default(), 0);
+                    for &(user, start, end) in users.by_ref() {
+                        source.train(user, start, end, test_of.get(&user).copied(), &mut train);
+                        seen += 1;
+                        if train.user.len() >= BATCH_ROWS {
+                            break;
+                        }
+                    }
+                    let so_far = done.fetch_add(seen, Ordering::Relaxed) + seen;
+                    ctx.progress.set_position(so_far as u64);
+                    (!train.user.is_empty()).then(|| train.take_batch())
+                })
             }))?;
             train_w.finish()
         },
