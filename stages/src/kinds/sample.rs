@@ -107,24 +107,6 @@ impl Examples {
         self.age.push(age);
     }
 
-    /// The most rows and history items the users' training clicks can give (`copies`
-    /// rows per kept click: the positive and its negatives).
-    fn bound(users: &[(i32, usize, usize)], p: &SampleParams) -> (usize, usize) {
-        let (h, copies) = (p.max_hist as usize, 1 + p.neg_ratio as usize);
-        let (mut rows, mut hist) = (0, 0);
-        for &(_, start, end) in users {
-            // Example i (1..n) has min(i, h) items: at most the sum of those, and at
-            // most `kept` full histories.
-            let n = end - start;
-            let kept = p.max_samples_per_user.map_or(n, |cap| n.min(cap as usize)).min(n.saturating_sub(1));
-            rows += kept * copies;
-            let full = n.saturating_sub(h);
-            let growing = n - full;
-            hist += (growing * (growing.saturating_sub(1)) / 2 + full * h).min(kept * n.min(h)) * copies;
-        }
-        (rows, hist)
-    }
-
     fn take_batch(&mut self) -> Result<RecordBatch, StageError> {
         let e = std::mem::take(self);
         let offsets = if e.offsets.is_empty() { vec![0] } else { e.offsets };
@@ -142,6 +124,13 @@ impl Examples {
             (EXAMPLE_AGE, Arc::new(Float32Array::from(e.age))),
         ])
     }
+}
+
+/// The most training rows a user with `n` training clicks gives: one positive per
+/// kept click after the first, each with its negatives.
+fn max_rows(n: usize, p: &SampleParams) -> usize {
+    let kept = p.max_samples_per_user.map_or(n, |cap| n.min(cap as usize)).min(n.saturating_sub(1));
+    kept * (1 + p.neg_ratio as usize)
 }
 
 /// Rows of the batches a row group of examples is made of.
@@ -245,8 +234,8 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     // Training rows: one row group per run of users, made and encoded in one task.
     let mut parts = Vec::new();
     let (mut from, mut rows) = (0, 0);
-    for (k, g) in groups.iter().enumerate() {
-        let more = Examples::bound(std::slice::from_ref(g), &p).0;
+    for (k, &(_, start, end)) in groups.iter().enumerate() {
+        let more = max_rows(end - start, &p);
         if rows + more > table::ROW_GROUP && k > from {
             parts.push(&groups[from..k]);
             (from, rows) = (k, 0);
