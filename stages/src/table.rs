@@ -16,9 +16,9 @@ use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter, ProjectionMa
 use datafusion::parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use datafusion::parquet::column::writer::{ColumnCloseResult, ColumnWriter, get_column_writer};
 use datafusion::parquet::errors::ParquetError;
-use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr, WriterVersion};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use datafusion::parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
-use datafusion::parquet::schema::types::{ColumnDescPtr, ColumnDescriptor};
+use datafusion::parquet::schema::types::ColumnDescriptor;
 use rayon::prelude::*;
 
 use crate::StageError;
@@ -100,7 +100,7 @@ impl TableWriter {
     }
 
     /// Encodes the pending full row groups (with `all`, the short last one too) in
-    /// parallel, one task per (row group, column), and appends them in order.
+    /// parallel, one task per row group, and appends them in order.
     fn flush(&mut self, all: bool) -> Result<(), StageError> {
         let mut groups: Vec<Vec<RecordBatch>> = Vec::new();
         let mut current: Vec<RecordBatch> = Vec::new();
@@ -129,8 +129,8 @@ impl TableWriter {
         let encoded = groups
             .par_iter()
             .enumerate()
-            .map(|(g, slices)| self.encode_group(base + g, slices))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(g, slices)| Ok(self.encode_stream(base + g, slices.iter().map(|s| Ok(s.clone())))?.1))
+            .collect::<Result<Vec<_>, StageError>>()?;
         self.append(encoded)
     }
 
@@ -205,30 +205,6 @@ impl TableWriter {
         Ok((rows, chunks))
     }
 
-    /// Encodes one row group from its slices, one task per column.
-    fn encode_group(&self, index: usize, slices: &[RecordBatch]) -> Result<Vec<Chunk>, StageError> {
-        // One leaf column per field (flat or list-of-primitive columns), so one writer each.
-        let fields = self.schema.fields();
-        let props = self.file.properties();
-        let writers = self.factory.create_column_writers(index).map_err(failed)?;
-        writers
-            .into_par_iter()
-            .enumerate()
-            .map(|(c, mut writer)| {
-                if let Some(direct) = encode_direct(self.file.schema_descr().column(c), props, slices, c)? {
-                    return Ok(direct);
-                }
-                for slice in slices {
-                    for leaf in compute_leaves(&fields[c], slice.column(c))? {
-                        writer.write(&leaf)?;
-                    }
-                }
-                writer.close().map(Chunk::Arrow)
-            })
-            .collect::<Result<_, ParquetError>>()
-            .map_err(failed)
-    }
-
     /// Appends encoded row groups to the file, in order.
     fn append(&mut self, groups: Vec<Vec<Chunk>>) -> Result<(), StageError> {
         for chunks in groups {
@@ -277,26 +253,6 @@ fn is_direct(descr: &ColumnDescriptor, data_type: &DataType) -> bool {
     // repetition level "continues the row".
     let levels = i16::from(list);
     numeric && descr.max_def_level() == levels && descr.max_rep_level() == levels
-}
-
-/// Encodes column `c` of a row group's slices directly, when `is_direct` says so.
-fn encode_direct(
-    descr: ColumnDescPtr,
-    props: &WriterPropertiesPtr,
-    slices: &[RecordBatch],
-    c: usize,
-) -> Result<Option<Chunk>, ParquetError> {
-    if !slices.first().is_some_and(|s| is_direct(&descr, s.column(c).data_type())) {
-        return Ok(None);
-    }
-    let mut sink = TrackedWrite::new(Vec::new());
-    let mut writer = get_column_writer(descr, props.clone(), Box::new(SerializedPageWriter::new(&mut sink)));
-    let mut levels = Levels::default();
-    for slice in slices {
-        write_direct(&mut writer, slice.column(c), &mut levels)?;
-    }
-    let close = writer.close()?;
-    Ok(Some(Chunk::Direct(sink.into_inner()?.into(), close)))
 }
 
 /// Definition and repetition levels of a run of list rows, reused from run to run.
@@ -567,9 +523,12 @@ mod tests {
         assert_eq!(read(&path).unwrap(), all);
 
         let parquet = ArrowSchemaConverter::new().convert(&all.schema()).unwrap();
-        let props = Arc::new(properties(&all.schema()).unwrap());
-        let direct: Vec<bool> = (0..all.num_columns())
-            .map(|c| encode_direct(parquet.column(c), &props, &[all.slice(0, 100)], c).unwrap().is_some())
+        let direct: Vec<bool> = all
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(c, f)| is_direct(&parquet.column(c), f.data_type()))
             .collect();
         assert_eq!(direct, [true, true, true, true, true, false, true, false], "nulls go to the Arrow writer");
     }

@@ -230,17 +230,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     };
     let ((train_rows, test_rows), tables) = rayon::join(
         || rayon::join(|| write_clicks(0, &TRAIN, &train, train_path), || write_clicks(1, &TEST, &test, test_path)),
-        || {
-            let ids = Raw::of(&users, USER, users_path)?.type_name();
-            if users.num_rows() > 0 && ids != tr_u.type_name() {
-                return Err(StageError::BadInput(format!(
-                    "{}: column `{USER}` is {ids} but the clicks' is {}; both must be the same type",
-                    users_path.display(),
-                    tr_u.type_name()
-                )));
-            }
-            user_and_vocab_tables(ctx, &p, (&users, users_path), [&user_vocab, &item_vocab], &user_codes[0])
-        },
+        || user_and_vocab_tables(ctx, &p, (&users, users_path), [&user_vocab, &item_vocab], (tr_u, &user_codes[0])),
     );
     let mut report = tables?;
     report.rows.insert(TRAIN.name.into(), train_rows?);
@@ -249,17 +239,26 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 }
 
 /// Writes `users` (one row per user index 1..=n, categorical features encoded, dense
-/// features normalised) and `vocab` (every vocabulary: feature, index, value).
+/// features normalised) and `vocab` (every vocabulary: feature, index, value), given
+/// the training clicks' raw user ids and their codes.
 fn user_and_vocab_tables(
     ctx: &StageCtx,
     p: &EncodeParams,
     (users, users_path): (&RecordBatch, &Path),
     [user_vocab, item_vocab]: [&Vocab; 2],
-    train_users: &Int32Array,
+    (click_ids, train_users): (Raw, &Int32Array),
 ) -> Result<Report, StageError> {
     let mut report = Report::default();
     let n_users = user_vocab.values.len();
     let ids = Raw::of(users, USER, users_path)?;
+    if users.num_rows() > 0 && ids.type_name() != click_ids.type_name() {
+        return Err(StageError::BadInput(format!(
+            "{}: column `{USER}` is {} but the clicks' is {}; both must be the same type",
+            users_path.display(),
+            ids.type_name(),
+            click_ids.type_name()
+        )));
+    }
     let mut row_of_user = vec![None; n_users + 1];
     for row in 0..users.num_rows() {
         if let Some(u) = ids.value(row).and_then(|id| user_vocab.index.get(id)) {

@@ -133,6 +133,12 @@ fn max_rows(n: usize, p: &SampleParams) -> usize {
     kept * (1 + p.neg_ratio as usize)
 }
 
+/// The history of click `i` of a user's time-ordered clicks `seq`: the up to `max_hist`
+/// clicks before it, never the click itself or a later one.
+fn history(seq: &[i32], i: usize, max_hist: u32) -> &[i32] {
+    &seq[i.saturating_sub(max_hist as usize)..i]
+}
+
 /// Rows of the batches a row group of examples is made of.
 const BATCH_ROWS: usize = 4096;
 
@@ -168,7 +174,7 @@ impl Source<'_> {
             clicked.sort_unstable();
         }
         for i in first..n {
-            let hist = &seq[i.saturating_sub(p.max_hist as usize)..i];
+            let hist = history(seq, i, p.max_hist);
             let target = seq[i];
             if let Some(t) = p.subsample_t {
                 let f = self.counts[target as usize] / self.total;
@@ -219,7 +225,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     for &(user, start, end) in &groups {
         if let Some(&item) = test_of.get(&user) {
             let seq = &tr_item[start..end];
-            test.push(user, item, 1, &seq[seq.len().saturating_sub(p.max_hist as usize)..], 0.0);
+            test.push(user, item, 1, history(seq, seq.len(), p.max_hist), 0.0);
             covered.insert(user);
         }
     }
