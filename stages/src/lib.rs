@@ -7,6 +7,7 @@
 pub mod clicks;
 pub mod fxhash;
 pub mod kinds;
+mod list_pages;
 pub mod metrics;
 pub mod params;
 pub mod rng;

@@ -5,13 +5,16 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{
     DataType, Field, Float32Type, Float64Type, Int8Type, Int32Type, Int64Type, Schema, SchemaRef,
 };
 use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
-use datafusion::parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
+use datafusion::parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves,
+};
 use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter, ProjectionMask};
 use datafusion::parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use datafusion::parquet::column::writer::{ColumnCloseResult, ColumnWriter, get_column_writer};
@@ -22,14 +25,19 @@ use datafusion::parquet::schema::types::ColumnDescriptor;
 use rayon::prelude::*;
 
 use crate::StageError;
+use crate::list_pages::ListChunkWriter;
 
 /// Rows per row group: big enough for fast scans, small enough to stream.
 pub const ROW_GROUP: usize = 256 * 1024;
 
+fn zstd_level() -> ZstdLevel {
+    ZstdLevel::try_new(1).expect("zstd level 1 exists")
+}
+
 fn properties(schema: &Schema) -> Result<WriterProperties, StageError> {
     let mut builder = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 exists")))
+        .set_compression(Compression::ZSTD(zstd_level()))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_created_by("dagrun".to_string())
         .set_dictionary_enabled(false);
@@ -41,7 +49,7 @@ fn properties(schema: &Schema) -> Result<WriterProperties, StageError> {
         }
         // Int64 columns are timestamps and row numbers, mostly in order: deltas pack them
         // into a few bits before ZSTD sees them (split's train file is 20% smaller).
-        if leaf.physical_type() == PhysicalType::INT64 {
+        if leaf.physical_type() == PhysicalType::INT64 && leaf.max_rep_level() == 0 {
             builder = builder.set_column_encoding(leaf.path().clone(), Encoding::DELTA_BINARY_PACKED);
         }
     }
@@ -160,45 +168,60 @@ impl TableWriter {
     ) -> Result<(u64, Vec<Chunk>), StageError> {
         let fields = self.schema.fields();
         let (props, parquet) = (self.file.properties(), self.file.schema_descr());
-        let mut arrow = self.factory.create_column_writers(index).map_err(failed)?;
+        let arrow = self.factory.create_column_writers(index).map_err(failed)?;
         let mut sinks: Vec<TrackedWrite<Vec<u8>>> = fields.iter().map(|_| TrackedWrite::new(Vec::new())).collect();
-        let mut direct: Vec<Option<ColumnWriter>> = sinks
+        let mut writers: Vec<Writer> = sinks
             .iter_mut()
+            .zip(arrow)
             .enumerate()
-            .map(|(c, sink)| {
-                is_direct(&parquet.column(c), fields[c].data_type()).then(|| {
-                    get_column_writer(parquet.column(c), props.clone(), Box::new(SerializedPageWriter::new(sink)))
+            .map(|(c, (sink, arrow))| {
+                let descr = parquet.column(c);
+                Ok(match route(&descr, fields[c].data_type()) {
+                    Route::Arrow => Writer::Arrow(arrow),
+                    Route::Direct => Writer::Direct(get_column_writer(
+                        descr,
+                        props.clone(),
+                        Box::new(SerializedPageWriter::new(sink)),
+                    )),
+                    Route::Lists => Writer::Lists(ListChunkWriter::new(descr, props, zstd_level())?),
                 })
             })
-            .collect();
-        let (mut levels, mut rows) = (Levels::default(), 0);
+            .collect::<Result<_, ParquetError>>()
+            .map_err(failed)?;
+        let mut rows = 0;
         for batch in batches {
             let batch = batch?;
             rows += batch.num_rows() as u64;
-            for (c, (writer, arrow)) in direct.iter_mut().zip(&mut arrow).enumerate() {
+            for (c, writer) in writers.iter_mut().enumerate() {
                 match writer {
-                    Some(writer) => write_direct(writer, batch.column(c), &mut levels).map_err(failed)?,
-                    None => {
-                        for leaf in compute_leaves(&fields[c], batch.column(c)).map_err(failed)? {
-                            arrow.write(&leaf).map_err(failed)?;
-                        }
-                    }
+                    Writer::Direct(writer) => write_values(writer, batch.column(c)),
+                    Writer::Lists(writer) => match batch.column(c).as_list_opt() {
+                        Some(lists) => writer.write(lists),
+                        None => Err(ParquetError::General(format!("column {c} is not a list"))),
+                    },
+                    Writer::Arrow(arrow) => compute_leaves(&fields[c], batch.column(c))
+                        .and_then(|leaves| leaves.iter().try_for_each(|leaf| arrow.write(leaf))),
                 }
+                .map_err(failed)?;
             }
         }
         // Closing the direct writers hands their sinks back.
-        let closed: Vec<Option<ColumnCloseResult>> = direct
+        let closed: Vec<Closed> = writers
             .into_iter()
-            .map(|w| w.map(ColumnWriter::close).transpose())
+            .map(|w| match w {
+                Writer::Arrow(arrow) => arrow.close().map(Closed::Arrow),
+                Writer::Direct(writer) => writer.close().map(Closed::Direct),
+                Writer::Lists(writer) => writer.close().map(|(bytes, close)| Closed::Encoded(bytes, close)),
+            })
             .collect::<Result<_, _>>()
             .map_err(failed)?;
         let chunks = closed
             .into_iter()
             .zip(sinks)
-            .zip(arrow)
-            .map(|((close, sink), arrow)| match close {
-                Some(close) => Ok(Chunk::Direct(sink.into_inner()?.into(), close)),
-                None => arrow.close().map(Chunk::Arrow),
+            .map(|(closed, sink)| match closed {
+                Closed::Arrow(chunk) => Ok(Chunk::Arrow(chunk)),
+                Closed::Direct(close) => Ok(Chunk::Encoded(sink.into_inner()?.into(), close)),
+                Closed::Encoded(bytes, close) => Ok(Chunk::Encoded(bytes, close)),
             })
             .collect::<Result<_, ParquetError>>()
             .map_err(failed)?;
@@ -212,7 +235,7 @@ impl TableWriter {
             for chunk in chunks {
                 match chunk {
                     Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group),
-                    Chunk::Direct(bytes, close) => row_group.append_column(&bytes, close),
+                    Chunk::Encoded(bytes, close) => row_group.append_column(&bytes, close),
                 }
                 .map_err(failed)?;
             }
@@ -226,86 +249,64 @@ impl TableWriter {
 /// One encoded column chunk of a row group.
 enum Chunk {
     Arrow(ArrowColumnChunk),
-    Direct(bytes::Bytes, ColumnCloseResult),
+    Encoded(Bytes, ColumnCloseResult),
 }
 
-/// Whether a column is encoded straight from its Arrow buffers: a required number or
-/// required list of required numbers (everything but strings that the stages write).
-///
-/// parquet's Arrow writer gathers every value through a list of value indices (8 bytes
-/// per value) and builds its levels in fresh buffers: for the histories of `sample`
-/// (128M values at 5M clicks) that was most of the time it takes to write them. Here
-/// values are handed over as the slices they are, and a list's levels are built a
-/// few thousand rows at a time into buffers that are reused.
-fn is_direct(descr: &ColumnDescriptor, data_type: &DataType) -> bool {
-    let (list, leaf_type) = match data_type {
-        DataType::List(item) => (true, item.data_type()),
-        other => (false, other),
+/// How a column of a row group is encoded.
+enum Writer<'a> {
+    Arrow(ArrowColumnWriter),
+    Direct(ColumnWriter<'a>),
+    Lists(ListChunkWriter),
+}
+
+/// A closed `Writer`: a direct writer's bytes are still in its sink.
+enum Closed {
+    Arrow(ArrowColumnChunk),
+    Direct(ColumnCloseResult),
+    Encoded(Bytes, ColumnCloseResult),
+}
+
+#[derive(Debug, PartialEq)]
+enum Route {
+    /// parquet's Arrow writer: strings, nullable columns, nested types.
+    Arrow,
+    /// parquet's column writer, fed straight from the Arrow buffer: required numbers.
+    Direct,
+    /// `ListChunkWriter`: required lists of required numbers as wide as their
+    /// physical type (sample's histories).
+    Lists,
+}
+
+/// Which writer encodes a column. parquet's Arrow writer gathers every value through a
+/// list of value indices (8 bytes per value), so plain numbers bypass it.
+fn route(descr: &ColumnDescriptor, data_type: &DataType) -> Route {
+    let numeric = |leaf: &DataType| {
+        matches!(
+            (descr.physical_type(), leaf),
+            (PhysicalType::INT32, DataType::Int8 | DataType::Int32)
+                | (PhysicalType::INT64, DataType::Int64)
+                | (PhysicalType::FLOAT, DataType::Float32)
+                | (PhysicalType::DOUBLE, DataType::Float64)
+        )
     };
-    let numeric = matches!(
-        (descr.physical_type(), leaf_type),
-        (PhysicalType::INT32, DataType::Int8 | DataType::Int32)
-            | (PhysicalType::INT64, DataType::Int64)
-            | (PhysicalType::FLOAT, DataType::Float32)
-            | (PhysicalType::DOUBLE, DataType::Float64)
-    );
-    // Required only: a list's one definition level says "has items", its one
-    // repetition level "continues the row".
-    let levels = i16::from(list);
-    numeric && descr.max_def_level() == levels && descr.max_rep_level() == levels
-}
-
-/// Definition and repetition levels of a run of list rows, reused from run to run.
-#[derive(Default)]
-struct Levels {
-    def: Vec<i16>,
-    rep: Vec<i16>,
-}
-
-/// Rows of a list column whose levels are built at a time.
-const LEVEL_ROWS: usize = 4096;
-
-/// Writes one array of a column that `is_direct` accepted.
-fn write_direct(writer: &mut ColumnWriter, array: &ArrayRef, levels: &mut Levels) -> Result<(), ParquetError> {
-    let DataType::List(_) = array.data_type() else {
-        return write_values(writer, array, None, None);
-    };
-    // A few thousand rows at a time, so the levels are built and read back while
-    // they are still in cache.
-    let lists = array.as_list::<i32>();
-    let offsets = lists.value_offsets();
-    let mut at = 0;
-    while at + 1 < offsets.len() {
-        let to = (at + LEVEL_ROWS).min(offsets.len() - 1);
-        let rows = &offsets[at..=to];
-        at = to;
-        let Levels { def, rep } = levels;
-        def.clear();
-        rep.clear();
-        for w in rows.windows(2) {
-            let len = (w[1] - w[0]) as usize;
-            if len == 0 {
-                def.push(0);
-                rep.push(0);
-            } else {
-                def.resize(def.len() + len, 1);
-                rep.push(0);
-                rep.resize(rep.len() + len - 1, 1);
-            }
+    match data_type {
+        // Required only: a list's one definition level says "has items", its one
+        // repetition level "continues the row".
+        DataType::List(item)
+            if numeric(item.data_type())
+                && item.data_type() != &DataType::Int8
+                && descr.max_def_level() == 1
+                && descr.max_rep_level() == 1 =>
+        {
+            Route::Lists
         }
-        let (start, end) = (rows[0] as usize, rows[rows.len() - 1] as usize);
-        write_values(writer, &lists.values().slice(start, end - start), Some(def), Some(rep))?;
+        leaf if numeric(leaf) && descr.max_def_level() == 0 && descr.max_rep_level() == 0 => Route::Direct,
+        _ => Route::Arrow,
     }
-    Ok(())
 }
 
-/// Hands values (and a list's levels) to a column writer of their physical type.
-fn write_values(
-    writer: &mut ColumnWriter,
-    values: &ArrayRef,
-    def: Option<&[i16]>,
-    rep: Option<&[i16]>,
-) -> Result<(), ParquetError> {
+/// Hands a required column's values to a column writer of their physical type.
+fn write_values(writer: &mut ColumnWriter, values: &ArrayRef) -> Result<(), ParquetError> {
     if values.null_count() > 0 {
         return Err(ParquetError::General("nulls in a column declared non-nullable".into()));
     }
@@ -313,14 +314,16 @@ fn write_values(
         ColumnWriter::Int32ColumnWriter(w) => match values.data_type() {
             DataType::Int8 => {
                 let wide: Vec<i32> = values.as_primitive::<Int8Type>().values().iter().map(|&v| v.into()).collect();
-                w.write_batch(&wide, def, rep)?
+                w.write_batch(&wide, None, None)?
             }
-            _ => w.write_batch(values.as_primitive::<Int32Type>().values(), def, rep)?,
+            _ => w.write_batch(values.as_primitive::<Int32Type>().values(), None, None)?,
         },
-        ColumnWriter::Int64ColumnWriter(w) => w.write_batch(values.as_primitive::<Int64Type>().values(), def, rep)?,
-        ColumnWriter::FloatColumnWriter(w) => w.write_batch(values.as_primitive::<Float32Type>().values(), def, rep)?,
+        ColumnWriter::Int64ColumnWriter(w) => w.write_batch(values.as_primitive::<Int64Type>().values(), None, None)?,
+        ColumnWriter::FloatColumnWriter(w) => {
+            w.write_batch(values.as_primitive::<Float32Type>().values(), None, None)?
+        }
         ColumnWriter::DoubleColumnWriter(w) => {
-            w.write_batch(values.as_primitive::<Float64Type>().values(), def, rep)?
+            w.write_batch(values.as_primitive::<Float64Type>().values(), None, None)?
         }
         _ => return Err(ParquetError::General(format!("no direct encoding for {}", values.data_type()))),
     };
@@ -401,9 +404,11 @@ pub fn failed(e: impl std::fmt::Display) -> StageError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int32Array, StringArray};
+    use datafusion::arrow::array::{Int32Array, ListArray, StringArray};
     use datafusion::arrow::buffer::OffsetBuffer;
     use datafusion::arrow::datatypes::Int32Type;
+    use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
+    use datafusion::parquet::file::metadata::PageIndexPolicy;
 
     fn rows(n: i32) -> RecordBatch {
         batch(vec![
@@ -489,7 +494,7 @@ mod tests {
 
     #[test]
     fn every_column_type_round_trips_with_or_without_nulls() {
-        use datafusion::arrow::array::{Float32Array, Float64Array, Int8Array, Int64Array, ListArray};
+        use datafusion::arrow::array::{Float32Array, Float64Array, Int8Array, Int64Array};
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("t.parquet");
         let n = ROW_GROUP as i32 + 10;
@@ -508,6 +513,12 @@ mod tests {
             let items = Arc::new(Int32Array::from(items));
             ListArray::try_new(field, OffsetBuffer::new(offsets.into()), items, None).unwrap()
         };
+        let cast = |to: DataType| {
+            let lists = lists(false);
+            let (_, offsets, items, _) = lists.into_parts();
+            let items = datafusion::arrow::compute::cast(&items, &to).unwrap();
+            Arc::new(ListArray::new(Arc::new(Field::new("item", to, false)), offsets, items, None)) as ArrayRef
+        };
         let all = batch(vec![
             ("i8", Arc::new(Int8Array::from_iter_values((0..n).map(|i| (i % 200 - 100) as i8))) as ArrayRef),
             ("i32", Arc::new(Int32Array::from_iter_values((0..n).map(|i| i.wrapping_mul(7919))))),
@@ -516,6 +527,8 @@ mod tests {
             ("f64", Arc::new(Float64Array::from_iter_values((0..n).map(|i| -(i as f64) / 7.0)))),
             ("nullable", Arc::new(Int32Array::from_iter((0..n).map(|i| (i % 3 != 0).then_some(i)))) as ArrayRef),
             ("hist", Arc::new(lists(false))),
+            ("hist_i64", cast(DataType::Int64)),
+            ("hist_f64", cast(DataType::Float64)),
             ("hist_with_null", Arc::new(lists(true))),
         ])
         .unwrap();
@@ -523,14 +536,42 @@ mod tests {
         assert_eq!(read(&path).unwrap(), all);
 
         let parquet = ArrowSchemaConverter::new().convert(&all.schema()).unwrap();
-        let direct: Vec<bool> = all
-            .schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(c, f)| is_direct(&parquet.column(c), f.data_type()))
-            .collect();
-        assert_eq!(direct, [true, true, true, true, true, false, true, false], "nulls go to the Arrow writer");
+        let routes: Vec<Route> =
+            all.schema().fields().iter().enumerate().map(|(c, f)| route(&parquet.column(c), f.data_type())).collect();
+        use Route::*;
+        assert_eq!(
+            routes,
+            [Direct, Direct, Direct, Direct, Direct, Arrow, Lists, Lists, Lists, Arrow],
+            "nulls go to the Arrow writer"
+        );
+    }
+
+    #[test]
+    fn list_pages_depend_on_the_rows_not_the_batches() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("t.parquet");
+        // 3M items: pages end on the size limit and, for the short lists, on the row limit.
+        let lengths: Vec<i32> = (0..200_000).map(|i| if i < 100_000 { i % 3 } else { i % 50 }).collect();
+        let mut offsets = vec![0];
+        for len in &lengths {
+            offsets.push(offsets.last().unwrap() + len);
+        }
+        let items = Int32Array::from_iter_values(0..*offsets.last().unwrap());
+        let field = Arc::new(Field::new("item", DataType::Int32, false));
+        let lists = ListArray::try_new(field, OffsetBuffer::new(offsets.into()), Arc::new(items), None).unwrap();
+        let all = batch(vec![("hist", Arc::new(lists) as ArrayRef)]).unwrap();
+        let one = write_in(&path, &all, &[200_000], 1);
+        assert_eq!(write_in(&path, &all, &[1, 4096, 70_001, 3], 2), one);
+        assert_eq!(read(&path).unwrap(), all);
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let meta = ArrowReaderMetadata::load(&File::open(&path).unwrap(), options).unwrap();
+        // One level per item, and one per empty list.
+        let levels: i64 = lengths.iter().map(|&len| len.max(1) as i64).sum();
+        assert_eq!(meta.metadata().row_group(0).column(0).num_values(), levels);
+        let pages = &meta.metadata().offset_index().unwrap()[0][0].page_locations;
+        assert!(pages.len() > 10, "{} pages", pages.len());
+        assert!(pages.windows(2).all(|p| p[0].first_row_index < p[1].first_row_index));
+        assert!(pages.windows(2).all(|p| p[0].offset + p[0].compressed_page_size as i64 == p[1].offset));
     }
 
     #[test]
