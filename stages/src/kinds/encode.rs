@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::compute::{max, min};
 use datafusion::arrow::datatypes::DataType;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -118,12 +119,16 @@ struct Vocab<'a> {
 
 /// Value → code. Integers and texts of up to 15 bytes are keyed by one u128 (the
 /// bytes, then the length; an integer's "length" is 16), so a probe compares
-/// integers instead of calling memcmp on string data: lookups are the largest part
-/// of encode's time.
+/// integers instead of calling memcmp on string data: for text ids, lookups are the
+/// largest part of encode's time.
 #[derive(Default)]
 struct Index<'a> {
     short: FxHashMap<u128, i32>,
     long: FxHashMap<&'a str, i32>,
+    /// Integers that span a range not much wider than their count (ids numbered
+    /// from 0 or 1, ages) are looked up by position instead: `dense[v - min]`, 0 for
+    /// none. Then the maps stay empty.
+    dense: Option<(i64, Vec<i32>)>,
 }
 
 /// How `Index` keys a value.
@@ -155,6 +160,11 @@ impl<'a> Index<'a> {
     }
 
     fn get(&self, value: Value<'a>) -> Option<i32> {
+        if let Some((min, codes)) = &self.dense {
+            let Value::Int(v) = value else { return None };
+            let at = usize::try_from(v.checked_sub(*min)?).ok()?;
+            return codes.get(at).copied().filter(|&c| c > 0);
+        }
         match Self::key(value) {
             Key::Short(key) => self.short.get(&key).copied(),
             Key::Long(text) => self.long.get(text).copied(),
@@ -170,6 +180,9 @@ impl<'a> Vocab<'a> {
     /// Fits the vocabulary of `columns` and encodes them, hashing each value once:
     /// values get provisional codes in order of first sight, renumbered once sorted.
     fn fit(columns: &[Raw<'a>]) -> (Vocab<'a>, Vec<Int32Array>) {
+        if let Some(fitted) = Self::fit_dense(columns) {
+            return fitted;
+        }
         let mut index = Index::default();
         let mut seen: Vec<Value<'a>> = Vec::new();
         let mut code = |v: Value<'a>| {
@@ -197,6 +210,43 @@ impl<'a> Vocab<'a> {
         }
         let codes = provisional.into_iter().map(|p| p.into_iter().map(|c| final_code[c as usize]).collect()).collect();
         (Vocab { values: order.iter().map(|&i| seen[i]).collect(), index }, codes)
+    }
+
+    /// `fit` for integers whose range is at most a few times their count: mark the
+    /// values present in a table over the range, number them in table order (which is
+    /// sorted order), then look every value up. Nothing is hashed or sorted.
+    fn fit_dense(columns: &[Raw<'a>]) -> Option<(Vocab<'a>, Vec<Int32Array>)> {
+        let ints: Vec<&Int64Array> =
+            columns.iter().map(|c| if let Raw::Int(a) = c { Some(*a) } else { None }).collect::<Option<_>>()?;
+        let min = ints.iter().filter_map(|a| min(*a)).min()?;
+        let max = ints.iter().filter_map(|a| max(*a)).max()?;
+        let count: usize = ints.iter().map(|a| a.len()).sum();
+        let span = usize::try_from(max.checked_sub(min)?).ok()?.checked_add(1)?;
+        if span > 4 * count + 1024 {
+            return None;
+        }
+        let mut codes = vec![0i32; span];
+        for a in &ints {
+            for v in a.iter().flatten() {
+                codes[(v - min) as usize] = 1;
+            }
+        }
+        let mut values = Vec::new();
+        for (at, code) in codes.iter_mut().enumerate() {
+            if *code > 0 {
+                values.push(Value::Int(min + at as i64));
+                *code = values.len() as i32;
+            }
+        }
+        let encoded = ints
+            .iter()
+            .map(|a| match a.nulls() {
+                None => a.values().iter().map(|&v| codes[(v - min) as usize]).collect(),
+                Some(_) => a.iter().map(|v| v.map_or(0, |v| codes[(v - min) as usize])).collect(),
+            })
+            .collect();
+        let index = Index { dense: Some((min, codes)), ..Index::default() };
+        Some((Vocab { values, index }, encoded))
     }
 
     fn code(&self, value: Value<'a>) -> i32 {
@@ -380,11 +430,26 @@ mod tests {
         let a = Int64Array::from(vec![Some(10), Some(-3), None, Some(9), Some(i64::MAX)]);
         let b = Int64Array::from(vec![9, 100]);
         let (v, codes) = Vocab::fit(&[Raw::Int(&a), Raw::Int(&b)]);
+        assert!(v.index.dense.is_none(), "too wide a range to be looked up by position");
         assert_eq!(v.values, [-3, 9, 10, 100, i64::MAX].map(Value::Int));
         assert_eq!(codes[0].values(), &[3, 1, 0, 2, 5], "null is 0");
         assert_eq!(codes[1].values(), &[2, 4]);
         assert_eq!((v.code(Value::Int(100)), v.code(Value::Int(11))), (4, 0));
         assert_eq!(v.values[4].to_string(), "9223372036854775807");
+    }
+
+    #[test]
+    fn integers_in_a_narrow_range_are_fitted_by_position() {
+        let a = Int64Array::from(vec![Some(1005), Some(1003), None, Some(1007), Some(1003)]);
+        let b = Int64Array::from(vec![1009, 1000]);
+        let (v, codes) = Vocab::fit(&[Raw::Int(&a), Raw::Int(&b)]);
+        assert!(v.index.dense.is_some(), "10 values over a range of 10");
+        assert_eq!(v.values, [1000, 1003, 1005, 1007, 1009].map(Value::Int));
+        assert_eq!(codes[0].values(), &[3, 2, 0, 4, 2], "null is 0");
+        assert_eq!(codes[1].values(), &[5, 1]);
+        let code = |value| v.code(value);
+        assert_eq!([1007, 1004, 999, 1010, i64::MIN, i64::MAX].map(|i| code(Value::Int(i))), [4, 0, 0, 0, 0, 0]);
+        assert_eq!(code(Value::Text("1007")), 0);
     }
 
     #[test]
