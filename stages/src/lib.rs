@@ -5,10 +5,11 @@
 //! function. Nothing here knows about caching, the store or the DAG.
 
 pub mod clicks;
+mod delta;
 pub mod fxhash;
 pub mod kinds;
-mod list_pages;
 pub mod metrics;
+mod pages;
 pub mod params;
 pub mod rng;
 pub mod table;

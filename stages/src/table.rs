@@ -8,24 +8,22 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{
-    DataType, Field, Float32Type, Float64Type, Int8Type, Int32Type, Int64Type, Schema, SchemaRef,
-};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use datafusion::parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves,
 };
 use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter, ProjectionMask};
 use datafusion::parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
-use datafusion::parquet::column::writer::{ColumnCloseResult, ColumnWriter, get_column_writer};
+use datafusion::parquet::column::writer::ColumnCloseResult;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
-use datafusion::parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
+use datafusion::parquet::file::writer::SerializedFileWriter;
 use datafusion::parquet::schema::types::ColumnDescriptor;
 use rayon::prelude::*;
 
 use crate::StageError;
-use crate::list_pages::ListChunkWriter;
+use crate::pages::{FlatChunkWriter, ListChunkWriter};
 
 /// Rows per row group: big enough for fast scans, small enough to stream.
 pub const ROW_GROUP: usize = 256 * 1024;
@@ -47,10 +45,21 @@ fn properties(schema: &Schema) -> Result<WriterProperties, StageError> {
         if leaf.max_rep_level() > 0 {
             builder = builder.set_column_statistics_enabled(leaf.path().clone(), EnabledStatistics::None);
         }
-        // Int64 columns are timestamps and row numbers, mostly in order: deltas pack them
-        // into a few bits before ZSTD sees them (split's train file is 20% smaller).
-        if leaf.physical_type() == PhysicalType::INT64 && leaf.max_rep_level() == 0 {
-            builder = builder.set_column_encoding(leaf.path().clone(), Encoding::DELTA_BINARY_PACKED);
+        if leaf.max_rep_level() == 0 {
+            builder = match leaf.physical_type() {
+                // Int64 columns are timestamps and row numbers, mostly in order: deltas
+                // pack them into a few bits before ZSTD sees them (split's train file is
+                // 20% smaller).
+                PhysicalType::INT64 => builder.set_column_encoding(leaf.path().clone(), Encoding::DELTA_BINARY_PACKED),
+                // Int32 columns are mostly ids and codes, floats features and scores: with
+                // each byte of the values in its own stream, ZSTD finds the runs of zero
+                // high bytes and compresses random codes four times faster (and 10% smaller)
+                // than their plain bytes.
+                PhysicalType::INT32 | PhysicalType::FLOAT | PhysicalType::DOUBLE => {
+                    builder.set_column_encoding(leaf.path().clone(), Encoding::BYTE_STREAM_SPLIT)
+                }
+                _ => builder,
+            };
         }
     }
     Ok(builder.build())
@@ -59,10 +68,10 @@ fn properties(schema: &Schema) -> Result<WriterProperties, StageError> {
 /// Streams record batches into one Parquet file, encoding row groups in parallel.
 ///
 /// With `write`, row groups are always `ROW_GROUP` rows (the last one fewer); with
-/// `write_row_groups`, each batch is one. Pages break where batches do, so the bytes
-/// depend on the batches written, never on the thread count or timing.
-/// (Concatenating a row group's slices first would make them depend on the rows
-/// alone, but copies every value once more.)
+/// `write_row_groups`, each iterator is one. Numbers and lists of numbers are paged by
+/// their rows alone; strings and nullable columns go through parquet's Arrow writer,
+/// whose pages break where batches do. So the bytes depend on the batches written,
+/// never on the thread count or timing.
 pub struct TableWriter {
     file: SerializedFileWriter<File>,
     factory: ArrowRowGroupWriterFactory,
@@ -169,21 +178,15 @@ impl TableWriter {
         let fields = self.schema.fields();
         let (props, parquet) = (self.file.properties(), self.file.schema_descr());
         let arrow = self.factory.create_column_writers(index).map_err(failed)?;
-        let mut sinks: Vec<TrackedWrite<Vec<u8>>> = fields.iter().map(|_| TrackedWrite::new(Vec::new())).collect();
-        let mut writers: Vec<Writer> = sinks
-            .iter_mut()
-            .zip(arrow)
+        let mut writers: Vec<Writer> = arrow
+            .into_iter()
             .enumerate()
-            .map(|(c, (sink, arrow))| {
+            .map(|(c, arrow)| {
                 let descr = parquet.column(c);
                 Ok(match route(&descr, fields[c].data_type()) {
-                    Route::Arrow => Writer::Arrow(arrow),
-                    Route::Direct => Writer::Direct(get_column_writer(
-                        descr,
-                        props.clone(),
-                        Box::new(SerializedPageWriter::new(sink)),
-                    )),
-                    Route::Lists => Writer::Lists(ListChunkWriter::new(descr, props, zstd_level())?),
+                    Route::Arrow => Writer::Arrow(Box::new(arrow)),
+                    Route::Flat => Writer::Flat(FlatChunkWriter::new(descr, props)?),
+                    Route::Lists => Writer::Lists(ListChunkWriter::new(descr, props)?),
                 })
             })
             .collect::<Result<_, ParquetError>>()
@@ -194,7 +197,7 @@ impl TableWriter {
             rows += batch.num_rows() as u64;
             for (c, writer) in writers.iter_mut().enumerate() {
                 match writer {
-                    Writer::Direct(writer) => write_values(writer, batch.column(c)),
+                    Writer::Flat(writer) => writer.write(batch.column(c)),
                     Writer::Lists(writer) => match batch.column(c).as_list_opt() {
                         Some(lists) => writer.write(lists),
                         None => Err(ParquetError::General(format!("column {c} is not a list"))),
@@ -205,25 +208,14 @@ impl TableWriter {
                 .map_err(failed)?;
             }
         }
-        // Closing the direct writers hands their sinks back.
-        let closed: Vec<Closed> = writers
+        let chunks = writers
             .into_iter()
             .map(|w| match w {
-                Writer::Arrow(arrow) => arrow.close().map(Closed::Arrow),
-                Writer::Direct(writer) => writer.close().map(Closed::Direct),
-                Writer::Lists(writer) => writer.close().map(|(bytes, close)| Closed::Encoded(bytes, close)),
+                Writer::Arrow(arrow) => arrow.close().map(Chunk::Arrow),
+                Writer::Flat(writer) => writer.close().map(|(bytes, close)| Chunk::Encoded(bytes, close)),
+                Writer::Lists(writer) => writer.close().map(|(bytes, close)| Chunk::Encoded(bytes, close)),
             })
             .collect::<Result<_, _>>()
-            .map_err(failed)?;
-        let chunks = closed
-            .into_iter()
-            .zip(sinks)
-            .map(|(closed, sink)| match closed {
-                Closed::Arrow(chunk) => Ok(Chunk::Arrow(chunk)),
-                Closed::Direct(close) => Ok(Chunk::Encoded(sink.into_inner()?.into(), close)),
-                Closed::Encoded(bytes, close) => Ok(Chunk::Encoded(bytes, close)),
-            })
-            .collect::<Result<_, ParquetError>>()
             .map_err(failed)?;
         Ok((rows, chunks))
     }
@@ -253,25 +245,18 @@ enum Chunk {
 }
 
 /// How a column of a row group is encoded.
-enum Writer<'a> {
-    Arrow(ArrowColumnWriter),
-    Direct(ColumnWriter<'a>),
+enum Writer {
+    Arrow(Box<ArrowColumnWriter>),
+    Flat(FlatChunkWriter),
     Lists(ListChunkWriter),
-}
-
-/// A closed `Writer`: a direct writer's bytes are still in its sink.
-enum Closed {
-    Arrow(ArrowColumnChunk),
-    Direct(ColumnCloseResult),
-    Encoded(Bytes, ColumnCloseResult),
 }
 
 #[derive(Debug, PartialEq)]
 enum Route {
     /// parquet's Arrow writer: strings, nullable columns, nested types.
     Arrow,
-    /// parquet's column writer, fed straight from the Arrow buffer: required numbers.
-    Direct,
+    /// `FlatChunkWriter`: required numbers.
+    Flat,
     /// `ListChunkWriter`: required lists of required numbers as wide as their
     /// physical type (sample's histories).
     Lists,
@@ -300,34 +285,9 @@ fn route(descr: &ColumnDescriptor, data_type: &DataType) -> Route {
         {
             Route::Lists
         }
-        leaf if numeric(leaf) && descr.max_def_level() == 0 && descr.max_rep_level() == 0 => Route::Direct,
+        leaf if numeric(leaf) && descr.max_def_level() == 0 && descr.max_rep_level() == 0 => Route::Flat,
         _ => Route::Arrow,
     }
-}
-
-/// Hands a required column's values to a column writer of their physical type.
-fn write_values(writer: &mut ColumnWriter, values: &ArrayRef) -> Result<(), ParquetError> {
-    if values.null_count() > 0 {
-        return Err(ParquetError::General("nulls in a column declared non-nullable".into()));
-    }
-    match writer {
-        ColumnWriter::Int32ColumnWriter(w) => match values.data_type() {
-            DataType::Int8 => {
-                let wide: Vec<i32> = values.as_primitive::<Int8Type>().values().iter().map(|&v| v.into()).collect();
-                w.write_batch(&wide, None, None)?
-            }
-            _ => w.write_batch(values.as_primitive::<Int32Type>().values(), None, None)?,
-        },
-        ColumnWriter::Int64ColumnWriter(w) => w.write_batch(values.as_primitive::<Int64Type>().values(), None, None)?,
-        ColumnWriter::FloatColumnWriter(w) => {
-            w.write_batch(values.as_primitive::<Float32Type>().values(), None, None)?
-        }
-        ColumnWriter::DoubleColumnWriter(w) => {
-            w.write_batch(values.as_primitive::<Float64Type>().values(), None, None)?
-        }
-        _ => return Err(ParquetError::General(format!("no direct encoding for {}", values.data_type()))),
-    };
-    Ok(())
 }
 
 /// Writes columns as one table; returns the row count.
@@ -541,9 +501,58 @@ mod tests {
         use Route::*;
         assert_eq!(
             routes,
-            [Direct, Direct, Direct, Direct, Direct, Arrow, Lists, Lists, Lists, Arrow],
+            [Flat, Flat, Flat, Flat, Flat, Arrow, Lists, Lists, Lists, Arrow],
             "nulls go to the Arrow writer"
         );
+    }
+
+    #[test]
+    fn number_statistics_leave_out_nan_and_sign_zeros() {
+        use datafusion::arrow::array::{Float32Array, Float64Array, Int8Array, Int64Array};
+        use datafusion::parquet::file::statistics::Statistics;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("t.parquet");
+        let nan = f32::NAN;
+        let all = batch(vec![
+            ("f32", Arc::new(Float32Array::from(vec![0.0, nan, 2.5, -1.0, nan])) as ArrayRef),
+            ("zeros", Arc::new(Float64Array::from(vec![0.0, f64::NAN, -0.0, 0.0, 0.0]))),
+            ("nans", Arc::new(Float32Array::from(vec![nan; 5]))),
+            ("i8", Arc::new(Int8Array::from(vec![3, -7, 0, 5, 1]))),
+            ("i64", Arc::new(Int64Array::from(vec![i64::MAX, 0, i64::MIN, 1, 2]))),
+        ])
+        .unwrap();
+        // Two batches: the minimum and maximum span both.
+        write_in(&path, &all, &[2, 3], 1);
+        assert_eq!(read(&path).unwrap().num_rows(), 5);
+        let meta = ArrowReaderMetadata::load(&File::open(&path).unwrap(), Default::default()).unwrap();
+        let group = meta.metadata().row_group(0);
+        let float = |c: usize| match group.column(c).statistics() {
+            Some(Statistics::Float(s)) => (s.min_opt().copied(), s.max_opt().copied()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(float(0), (Some(-1.0), Some(2.5)));
+        match group.column(1).statistics() {
+            Some(Statistics::Double(s)) => {
+                assert!(s.min_opt().unwrap().is_sign_negative() && *s.min_opt().unwrap() == 0.0);
+                assert!(s.max_opt().unwrap().is_sign_positive() && *s.max_opt().unwrap() == 0.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(group.column(2).statistics().is_none(), "only NaN: no min or max");
+        match group.column(3).statistics() {
+            Some(Statistics::Int32(s)) => assert_eq!((s.min_opt(), s.max_opt()), (Some(&-7), Some(&5))),
+            other => panic!("{other:?}"),
+        }
+        match group.column(4).statistics() {
+            Some(Statistics::Int64(s)) => {
+                assert_eq!((s.min_opt(), s.max_opt()), (Some(&i64::MIN), Some(&i64::MAX)));
+                assert_eq!(s.null_count_opt(), Some(0));
+            }
+            other => panic!("{other:?}"),
+        }
+        let encodings: Vec<Vec<Encoding>> = (0..5).map(|c| group.column(c).encodings().collect()).collect();
+        assert!(encodings[..4].iter().all(|e| e.contains(&Encoding::BYTE_STREAM_SPLIT)), "{encodings:?}");
+        assert!(encodings[4].contains(&Encoding::DELTA_BINARY_PACKED));
     }
 
     #[test]
