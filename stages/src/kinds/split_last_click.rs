@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch};
-use datafusion::arrow::compute::filter;
+use datafusion::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use rayon::prelude::*;
@@ -56,27 +56,34 @@ enum Role {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: SplitParams = params::typed(ctx.params)?;
     let path = ctx.input("clicks")?;
-    let clicks = table::read(path)?;
-    if clicks.num_rows() == 0 {
+    // Row group by row group, never concatenated: each becomes a training row group.
+    let (schema, clicks) = table::read_batches(path, |_| true)?;
+    let rows: usize = clicks.iter().map(|b| b.num_rows()).sum();
+    if rows == 0 {
         return Err(StageError::BadInput(format!("{}: no clicks", path.display())));
     }
-    let seq = table::column::<Int64Array>(&clicks, SEQ, path)?;
     let bad_seq = || {
         StageError::BadInput(format!(
-            "{}: column `{SEQ}` must number the rows 0..{} without repeats (as synth and ingest write it)",
+            "{}: column `{SEQ}` must number the rows 0..{rows} without repeats (as synth and ingest write it)",
             path.display(),
-            clicks.num_rows()
         ))
     };
-    let slot = |s: i64| usize::try_from(s).ok().filter(|&s| s < clicks.num_rows());
+    let slot = |s: i64| usize::try_from(s).ok().filter(|&s| s < rows);
+    let indices = [USER, ITEM, TIMESTAMP, SEQ]
+        .map(|c| schema.index_of(c).map_err(|_| failed(format!("{}: column `{c}` is missing", path.display()))));
+    let indices = indices.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let clicks: Vec<RecordBatch> =
+        clicks.iter().map(|b| b.project(&indices)).collect::<Result<_, _>>().map_err(failed)?;
+    let mut seqs = Vec::with_capacity(clicks.len());
+    let mut times = Vec::with_capacity(clicks.len());
+    for b in &clicks {
+        seqs.push(table::column::<Int64Array>(b, SEQ, path)?);
+        times.push(table::column::<Int64Array>(b, TIMESTAMP, path)?);
+    }
 
     // The last click of every user, found by DataFusion; the rows stay in source order.
-    let ts = table::column::<Int64Array>(&clicks, TIMESTAMP, path)?;
-    let in_time_order = ts.null_count() == 0
-        && seq.null_count() == 0
-        && (1..clicks.num_rows()).all(|i| (ts.value(i - 1), seq.value(i - 1)) <= (ts.value(i), seq.value(i)));
-    let users = last_clicks(&clicks, path, p.min_clicks, in_time_order)?;
-    let mut role = vec![Role::Train; clicks.num_rows()];
+    let users = last_clicks(&clicks, path, p.min_clicks, in_time_order(&times, &seqs))?;
+    let mut role = vec![Role::Train; rows];
     let mut dropped = 0;
     for &(last, n) in &users.last {
         let keep = n >= p.min_clicks as i64;
@@ -86,39 +93,42 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     for &s in &users.dropped_seqs {
         role[slot(s).ok_or_else(bad_seq)?] = Role::Dropped;
     }
-    let mut seen = vec![false; clicks.num_rows()];
-    let mut roles = Vec::with_capacity(clicks.num_rows());
-    for s in seq.iter() {
-        let s = s.and_then(slot).ok_or_else(bad_seq)?;
-        if std::mem::replace(&mut seen[s], true) {
-            return Err(bad_seq());
+    let mut seen = vec![false; rows];
+    let mut roles: Vec<Vec<Role>> = Vec::with_capacity(clicks.len());
+    for seq in &seqs {
+        let mut part = Vec::with_capacity(seq.len());
+        for s in seq.iter() {
+            let s = s.and_then(slot).ok_or_else(bad_seq)?;
+            if std::mem::replace(&mut seen[s], true) {
+                return Err(bad_seq());
+            }
+            part.push(role[s]);
         }
-        roles.push(role[s]);
+        roles.push(part);
     }
-    let schema = clicks.schema();
-    let indices = [USER, ITEM, TIMESTAMP, SEQ]
-        .map(|c| schema.index_of(c).map_err(|_| failed(format!("{}: column `{c}` is missing", path.display()))));
-    let columns = clicks.project(&indices.into_iter().collect::<Result<Vec<_>, _>>()?).map_err(failed)?;
-    // Every (output, column) pair is filtered in its own task, and both files are
-    // written at once: the train file is nearly the whole log.
-    let masks: Vec<BooleanArray> =
-        [Role::Train, Role::Test].par_iter().map(|&r| roles.iter().map(|&role| Some(role == r)).collect()).collect();
-    let filtered: Vec<ArrayRef> = (0..2 * columns.num_columns())
-        .into_par_iter()
-        .map(|k| filter(columns.column(k % columns.num_columns()), &masks[k / columns.num_columns()]))
-        .collect::<Result<_, _>>()
-        .map_err(failed)?;
-    let outputs: Vec<RecordBatch> = filtered
-        .chunks(columns.num_columns())
-        .map(|c| RecordBatch::try_new(columns.schema(), c.to_vec()))
-        .collect::<Result<_, _>>()
-        .map_err(failed)?;
-    let write = |spec: &OutputSpec, rows: &RecordBatch| {
-        let mut w = TableWriter::create(&ctx.output(spec), columns.schema())?;
-        w.write(rows)?;
-        w.finish()
+    let rows_of = |k: usize, wanted: Role| {
+        let mask: BooleanArray = roles[k].iter().map(|&r| Some(r == wanted)).collect();
+        filter_record_batch(&clicks[k], &mask).map_err(failed)
     };
-    let (train, test) = rayon::join(|| write(&TRAIN, &outputs[0]), || write(&TEST, &outputs[1]));
+    let schema = clicks[0].schema();
+    let mut train = TableWriter::create(&ctx.output(&TRAIN), schema.clone())?;
+    let mut test = TableWriter::create(&ctx.output(&TEST), schema)?;
+    // One training row group per row group read, each filtered in the task that
+    // encodes it; the test rows (one per user) are written alongside.
+    let (train, test) = rayon::join(
+        || {
+            train.write_row_groups(
+                (0..clicks.len()).into_par_iter().map(|k| std::iter::once(rows_of(k, Role::Train))),
+            )?;
+            train.finish()
+        },
+        || {
+            for k in 0..clicks.len() {
+                test.write(&rows_of(k, Role::Test)?)?;
+            }
+            test.finish()
+        },
+    );
     let mut report = Report::default();
     report.rows.insert(TRAIN.name.into(), train?);
     report.rows.insert(TEST.name.into(), test?);
@@ -128,6 +138,16 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         report.notes.push(format!("{dropped} user(s) with fewer than {} clicks dropped", p.min_clicks));
     }
     Ok(report)
+}
+
+/// Whether the rows are ordered by (timestamp, seq), nulls in neither.
+fn in_time_order(times: &[&Int64Array], seqs: &[&Int64Array]) -> bool {
+    if times.iter().chain(seqs).any(|c| c.null_count() > 0) {
+        return false;
+    }
+    let mut pairs = times.iter().zip(seqs).flat_map(|(t, s)| t.values().iter().zip(s.values().iter()));
+    let Some(mut prev) = pairs.next() else { return true };
+    pairs.all(|pair| std::mem::replace(&mut prev, pair) <= pair)
 }
 
 /// Per user, the `seq` of the last click (by time, then `seq`) and the click count;
@@ -144,17 +164,19 @@ struct LastClicks {
 /// DataFusion aggregates several times faster. It reads the log already in memory
 /// (`path` names it in errors).
 fn last_clicks(
-    clicks: &RecordBatch,
+    clicks: &[RecordBatch],
     path: &Path,
     min_clicks: u32,
     in_time_order: bool,
 ) -> Result<LastClicks, StageError> {
     // As many partitions and workers as rayon has threads: the aggregation uses every core.
     let threads = rayon::current_num_threads();
-    let slices: Vec<RecordBatch> =
-        (0..clicks.num_rows()).step_by(SLICE).map(|at| clicks.slice(at, SLICE.min(clicks.num_rows() - at))).collect();
+    let slices: Vec<RecordBatch> = clicks
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).step_by(SLICE).map(|at| b.slice(at, SLICE.min(b.num_rows() - at))))
+        .collect();
     let partitions: Vec<Vec<RecordBatch>> = slices.chunks(slices.len().div_ceil(threads)).map(<[_]>::to_vec).collect();
-    let table = MemTable::try_new(clicks.schema(), partitions).map_err(failed)?;
+    let table = MemTable::try_new(clicks[0].schema(), partitions).map_err(failed)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).build()?;
     rt.block_on(async {
         let sc = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(threads));
@@ -295,6 +317,19 @@ mod tests {
     }
 
     #[test]
+    fn time_order_is_checked_across_row_groups() {
+        let col = |v: Vec<Option<i64>>| Int64Array::from(v);
+        let (t1, s1) = (col(vec![Some(1), Some(2)]), col(vec![Some(0), Some(1)]));
+        let (t2, s2) = (col(vec![Some(2), Some(3)]), col(vec![Some(2), Some(3)]));
+        assert!(in_time_order(&[&t1, &t2], &[&s1, &s2]), "equal times, seq increasing");
+        let (late, late_seq) = (col(vec![Some(1)]), col(vec![Some(2)]));
+        assert!(!in_time_order(&[&t1, &late], &[&s1, &late_seq]), "each group ordered, not the two");
+        let with_null = col(vec![Some(3), None]);
+        assert!(!in_time_order(&[&t1, &with_null], &[&s1, &s2]));
+        assert!(in_time_order(&[], &[]));
+    }
+
+    #[test]
     fn both_queries_agree_on_a_log_in_time_order() {
         let mut log = ClickLog::default();
         let mut rng = crate::rng::Rng::new(7);
@@ -307,6 +342,8 @@ mod tests {
         let path = d.path().join("clicks.parquet");
         log.write(&path).unwrap();
         let clicks = table::read(&path).unwrap();
+        // Cut in two, as row groups are.
+        let clicks = [clicks.slice(0, 700), clicks.slice(700, 1300)];
         let last = |ordered| {
             let mut l = last_clicks(&clicks, &path, 3, ordered).unwrap();
             l.last.sort_unstable();
