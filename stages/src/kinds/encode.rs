@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clicks::{ITEM, TIMESTAMP, USER};
 use crate::fxhash::FxHashMap;
-use crate::table;
+use crate::table::{self, TableWriter};
 use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
 
 /// How a dense feature `x` (scaled to [0, 1] by its maximum) enters the model.
@@ -257,30 +257,45 @@ impl<'a> Vocab<'a> {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: EncodeParams = params::typed(ctx.params)?;
     let (train_path, test_path, users_path) = (ctx.input("train")?, ctx.input("test")?, ctx.input("users")?);
-    // `seq` stays on disk: encoded tables do not carry it.
-    let train = table::read_only(train_path, &[USER, ITEM, TIMESTAMP])?;
-    let test = table::read_only(test_path, &[USER, ITEM, TIMESTAMP])?;
-    let users = table::read(users_path)?;
-    let (tr_u, tr_i) = (Raw::of(&train, USER, train_path)?, Raw::of(&train, ITEM, train_path)?);
-    let (te_u, te_i) = (Raw::of(&test, USER, test_path)?, Raw::of(&test, ITEM, test_path)?);
-    let ((user_vocab, user_codes), (item_vocab, item_codes)) =
-        rayon::join(|| Vocab::fit(&[tr_u, te_u]), || Vocab::fit(&[tr_i, te_i]));
-
-    // The encoded clicks and the user and vocabulary tables are written at once.
-    let write_clicks = |k: usize, spec: &OutputSpec, batch: &RecordBatch, path: &Path| -> Result<u64, StageError> {
-        let ts = table::column::<Int64Array>(batch, TIMESTAMP, path)?.clone();
-        table::write(
-            &ctx.output(spec),
-            vec![
-                (USER_IDX, Arc::new(user_codes[k].clone()) as ArrayRef),
-                (ITEM_IDX, Arc::new(item_codes[k].clone())),
-                (TIMESTAMP, Arc::new(ts)),
-            ],
-        )
+    // Row group by row group, never concatenated; `seq` stays on disk (encoded tables
+    // do not carry it).
+    let clicks = |path: &Path| -> Result<Vec<RecordBatch>, StageError> {
+        let (schema, mut batches) = table::read_batches(path, |c| [USER, ITEM, TIMESTAMP].contains(&c))?;
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(schema));
+        }
+        Ok(batches)
     };
+    let (train, test) = (clicks(train_path)?, clicks(test_path)?);
+    let users = table::read(users_path)?;
+    // Train's row groups, then test's.
+    let parts: Vec<(&RecordBatch, &Path)> =
+        train.iter().map(|b| (b, train_path)).chain(test.iter().map(|b| (b, test_path))).collect();
+    let raw = |name: &str| parts.iter().map(|&(b, path)| Raw::of(b, name, path)).collect::<Result<Vec<_>, _>>();
+    let (user_ids, item_ids) = (raw(USER)?, raw(ITEM)?);
+    let ((user_vocab, user_codes), (item_vocab, item_codes)) =
+        rayon::join(|| Vocab::fit(&user_ids), || Vocab::fit(&item_ids));
+
+    // The encoded clicks and the user and vocabulary tables are written at once; each
+    // row group read becomes one row group written.
+    let encoded = |k: usize| -> Result<RecordBatch, StageError> {
+        let (batch, path) = parts[k];
+        let ts = table::column::<Int64Array>(batch, TIMESTAMP, path)?.clone();
+        table::batch(vec![
+            (USER_IDX, Arc::new(user_codes[k].clone()) as ArrayRef),
+            (ITEM_IDX, Arc::new(item_codes[k].clone())),
+            (TIMESTAMP, Arc::new(ts)),
+        ])
+    };
+    let write_clicks = |spec: &OutputSpec, groups: std::ops::Range<usize>| -> Result<u64, StageError> {
+        let mut w = TableWriter::create(&ctx.output(spec), encoded(groups.start)?.schema())?;
+        w.write_row_groups(groups.into_par_iter().map(|k| std::iter::once(encoded(k))))?;
+        w.finish()
+    };
+    let train_users = &user_codes[..train.len()];
     let ((train_rows, test_rows), tables) = rayon::join(
-        || rayon::join(|| write_clicks(0, &TRAIN, &train, train_path), || write_clicks(1, &TEST, &test, test_path)),
-        || user_and_vocab_tables(ctx, &p, (&users, users_path), [&user_vocab, &item_vocab], (tr_u, &user_codes[0])),
+        || rayon::join(|| write_clicks(&TRAIN, 0..train.len()), || write_clicks(&TEST, train.len()..parts.len())),
+        || user_and_vocab_tables(ctx, &p, (&users, users_path), [&user_vocab, &item_vocab], (user_ids[0], train_users)),
     );
     let mut report = tables?;
     report.rows.insert(TRAIN.name.into(), train_rows?);
@@ -296,7 +311,7 @@ fn user_and_vocab_tables(
     p: &EncodeParams,
     (users, users_path): (&RecordBatch, &Path),
     [user_vocab, item_vocab]: [&Vocab; 2],
-    (click_ids, train_users): (Raw, &Int32Array),
+    (click_ids, train_users): (Raw, &[Int32Array]),
 ) -> Result<Report, StageError> {
     let mut report = Report::default();
     let n_users = user_vocab.values.len();
@@ -342,7 +357,7 @@ fn user_and_vocab_tables(
     }
     // Dense: the user's number of training clicks (activity).
     let mut activity = vec![0f64; n_users + 1];
-    for u in train_users.values() {
+    for u in train_users.iter().flat_map(|codes| codes.values()) {
         activity[*u as usize] += 1.0;
     }
     for (name, values) in dense_columns("activity", &activity[1..], &p.dense) {
