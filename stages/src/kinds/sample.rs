@@ -468,6 +468,29 @@ mod tests {
     }
 
     #[test]
+    fn grouping_by_user_matches_a_stable_sort() {
+        // 3000 users, every tenth click out of time order.
+        let mut rng = Rng::new(11);
+        let (mut users, mut items, mut timestamps) = (vec![], vec![], vec![]);
+        for k in 0..40_000 {
+            users.push(rng.below(3000) as i32);
+            items.push(k);
+            timestamps.push(if k % 10 == 0 { rng.below(1000) as i64 } else { k as i64 / 7 });
+        }
+        let mut expected: Vec<(i32, i64, i32)> =
+            users.iter().zip(&timestamps).zip(&items).map(|((&u, &t), &i)| (u, t, i)).collect();
+        expected.sort_by_key(|&(u, t, _)| (u, t));
+        let g = by_user(Clicks { users, items, timestamps }, Path::new("t")).unwrap();
+        let mut got = Vec::new();
+        for &(user, start, end) in &g.groups {
+            assert!(start < end);
+            got.extend((start..end).map(|k| (user, g.timestamps[k], g.items[k])));
+        }
+        assert!(g.groups.windows(2).all(|w| w[0].0 < w[1].0 && w[0].2 == w[1].1), "ascending, contiguous");
+        assert_eq!(got, expected);
+    }
+
+    #[test]
     fn sliding_windows_most_recent_first() {
         let rows = [(1, 10, 1), (1, 11, 2), (1, 12, 3), (1, 13, 4)];
         let (train, test) = examples(&rows, serde_json::json!({"max_hist": 2}));
