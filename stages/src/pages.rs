@@ -42,8 +42,9 @@ struct Chunk {
     values: u64,
     compressed: u64,
     uncompressed: u64,
-    /// The uncompressed page, reused.
+    /// The uncompressed and compressed page, reused.
     raw: Vec<u8>,
+    packed: Vec<u8>,
 }
 
 impl Chunk {
@@ -67,16 +68,20 @@ impl Chunk {
             compressed: 0,
             uncompressed: 0,
             raw: Vec::new(),
+            packed: Vec::new(),
         })
     }
 
     /// Compresses `self.raw` and writes it as a data page of `rows` rows and `values`
     /// level entries (values, for a flat column).
     fn write_page(&mut self, rows: u32, values: u32) -> Result<(), ParquetError> {
-        let mut compressed = Vec::with_capacity(zstd::zstd_safe::compress_bound(self.raw.len()));
-        self.compressor.compress_to_buffer(&self.raw, &mut compressed).map_err(external)?;
+        // Into a buffer kept from page to page, then copied out at its compressed size:
+        // a fresh buffer of the worst-case size per page cost a mapping and page faults.
+        self.packed.clear();
+        self.packed.reserve(zstd::zstd_safe::compress_bound(self.raw.len()));
+        self.compressor.compress_to_buffer(&self.raw, &mut self.packed).map_err(external)?;
         let page = Page::DataPage {
-            buf: compressed.into(),
+            buf: bytes::Bytes::copy_from_slice(&self.packed),
             num_values: values,
             encoding: self.encoding,
             def_level_encoding: Encoding::RLE,

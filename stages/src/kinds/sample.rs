@@ -94,6 +94,19 @@ struct Examples {
 }
 
 impl Examples {
+    /// Room for `rows` examples with full histories, so a batch does not grow its
+    /// buffers as it is made.
+    fn with_capacity(rows: usize, max_hist: u32) -> Examples {
+        Examples {
+            user: Vec::with_capacity(rows),
+            item: Vec::with_capacity(rows),
+            label: Vec::with_capacity(rows),
+            offsets: Vec::with_capacity(rows + 1),
+            hist: Vec::with_capacity(rows * max_hist as usize),
+            age: Vec::with_capacity(rows),
+        }
+    }
+
     /// One example; `earlier` is the history in time order (stored most recent first).
     fn push(&mut self, user: i32, item: i32, label: i8, earlier: &[i32], age: f32) {
         if self.offsets.is_empty() {
@@ -260,7 +273,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
                 // encoded while it is still in cache.
                 let (mut users, source, test_of, done) = (users.iter(), &source, &test_of, &done);
                 std::iter::from_fn(move || {
-                    let (mut train, mut seen) = (Examples::default(), 0);
+                    let (mut train, mut seen) = (Examples::with_capacity(BATCH_ROWS, source.p.max_hist), 0);
                     for &(user, start, end) in users.by_ref() {
                         source.train(user, start, end, test_of.get(&user).copied(), &mut train);
                         seen += 1;
