@@ -211,7 +211,8 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: SampleParams = params::typed(ctx.params)?;
     let (train_path, test_path) = (ctx.input("train")?, ctx.input("test")?);
     let Clicks { users: te_user, items: te_item, .. } = read_clicks(test_path)?;
-    let ByUser { items: tr_item, timestamps: tr_ts, groups } = by_user(read_clicks(train_path)?, train_path)?;
+    let ByUser { items: tr_item, timestamps: tr_ts, groups } =
+        by_user(&table::read_batches(train_path, |_| true)?.1, train_path)?;
     let n_items = tr_item.iter().chain(&te_item).copied().max().unwrap_or(0) as usize;
 
     // Item click counts in the training data drive subsampling and popularity negatives.
@@ -330,30 +331,42 @@ struct ByUser {
     groups: Vec<(i32, usize, usize)>,
 }
 
-/// Groups the training clicks by user with a counting sort; within a user, clicks are
-/// ordered by time, file order breaking ties.
-fn by_user(clicks: Clicks, path: &Path) -> Result<ByUser, StageError> {
-    let Clicks { users, items, timestamps } = clicks;
-    if let Some(bad) = users.iter().find(|&&u| u < 0) {
+/// Groups the training clicks (row groups as read) by user with a counting sort;
+/// within a user, clicks are ordered by time, file order breaking ties.
+fn by_user(batches: &[RecordBatch], path: &Path) -> Result<ByUser, StageError> {
+    let mut parts = Vec::with_capacity(batches.len());
+    for b in batches {
+        parts.push((
+            table::column::<Int32Array>(b, USER_IDX, path)?.values().as_ref(),
+            table::column::<Int32Array>(b, ITEM_IDX, path)?.values().as_ref(),
+            table::column::<Int64Array>(b, crate::clicks::TIMESTAMP, path)?.values().as_ref(),
+        ));
+    }
+    let users = || parts.iter().flat_map(|p: &(&[i32], &[i32], &[i64])| p.0);
+    if let Some(bad) = users().find(|&&u| u < 0) {
         return Err(StageError::BadInput(format!("{}: user index {bad} is negative", path.display())));
     }
-    let n_users = users.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let n_users = users().copied().max().map_or(0, |m| m as usize + 1);
     let mut start = vec![0usize; n_users + 1];
-    for &u in &users {
+    for &u in users() {
         start[u as usize + 1] += 1;
     }
     for u in 0..n_users {
         start[u + 1] += start[u];
     }
-    // Items and times move straight to their user's run (stable: file order within a
-    // user), so nothing is gathered afterwards; runs out of time order are rare.
+    // Items and times move straight from the row groups to their user's run (stable:
+    // file order within a user), so nothing is gathered afterwards; runs out of time
+    // order are rare.
+    let rows = start[n_users];
     let mut next = start.clone();
-    let (mut by_items, mut by_times) = (vec![0i32; users.len()], vec![0i64; users.len()]);
-    for ((&u, &item), &ts) in users.iter().zip(&items).zip(&timestamps) {
-        let at = &mut next[u as usize];
-        by_items[*at] = item;
-        by_times[*at] = ts;
-        *at += 1;
+    let (mut by_items, mut by_times) = (vec![0i32; rows], vec![0i64; rows]);
+    for (users, items, timestamps) in &parts {
+        for ((&u, &item), &ts) in users.iter().zip(*items).zip(*timestamps) {
+            let at = &mut next[u as usize];
+            by_items[*at] = item;
+            by_times[*at] = ts;
+            *at += 1;
+        }
     }
     let mut groups = Vec::new();
     for u in 0..n_users {
@@ -493,7 +506,14 @@ mod tests {
         let mut expected: Vec<(i32, i64, i32)> =
             users.iter().zip(&timestamps).zip(&items).map(|((&u, &t), &i)| (u, t, i)).collect();
         expected.sort_by_key(|&(u, t, _)| (u, t));
-        let g = by_user(Clicks { users, items, timestamps }, Path::new("t")).unwrap();
+        let batch = table::batch(vec![
+            (USER_IDX, Arc::new(Int32Array::from(users)) as ArrayRef),
+            (ITEM_IDX, Arc::new(Int32Array::from(items))),
+            ("timestamp", Arc::new(Int64Array::from(timestamps))),
+        ])
+        .unwrap();
+        // In two row groups.
+        let g = by_user(&[batch.slice(0, 15_000), batch.slice(15_000, 25_000)], Path::new("t")).unwrap();
         let mut got = Vec::new();
         for &(user, start, end) in &g.groups {
             assert!(start < end);
