@@ -234,22 +234,24 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 
     // Test rows are one per user: the test click, after the user's last training clicks.
     let test_of: FxHashMap<i32, i32> = te_user.iter().copied().zip(te_item.iter().copied()).collect();
-    let mut test = Examples::default();
-    let mut covered = FxHashSet::default();
-    for &(user, start, end) in &groups {
-        if let Some(&item) = test_of.get(&user) {
-            let seq = &tr_item[start..end];
-            test.push(user, item, 1, history(seq, seq.len(), p.max_hist), 0.0);
-            covered.insert(user);
+    let test_examples = || {
+        let mut test = Examples::default();
+        let mut covered = FxHashSet::default();
+        for &(user, start, end) in &groups {
+            if let Some(&item) = test_of.get(&user) {
+                let seq = &tr_item[start..end];
+                test.push(user, item, 1, history(seq, seq.len(), p.max_hist), 0.0);
+                covered.insert(user);
+            }
         }
-    }
-    // Test users without training clicks still get their (history-less) test example.
-    for (u, i) in te_user.iter().zip(&te_item) {
-        if !covered.contains(u) {
-            test.push(*u, *i, 1, &[], 0.0);
+        // Test users without training clicks still get their (history-less) test example.
+        for (u, i) in te_user.iter().zip(&te_item) {
+            if !covered.contains(u) {
+                test.push(*u, *i, 1, &[], 0.0);
+            }
         }
-    }
-    let test = test.take_batch()?;
+        test.take_batch()
+    };
 
     // Training rows: one row group per run of users, made and encoded in one task.
     let mut parts = Vec::new();
@@ -265,8 +267,9 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     parts.push(&groups[from..]);
     ctx.progress.set_length(groups.len() as u64);
     let done = AtomicUsize::new(0);
-    let mut train_w = TableWriter::create(&ctx.output(&TRAIN), test.schema())?;
-    let mut test_w = TableWriter::create(&ctx.output(&TEST), test.schema())?;
+    let schema = Examples::default().take_batch()?.schema();
+    let mut train_w = TableWriter::create(&ctx.output(&TRAIN), schema.clone())?;
+    let mut test_w = TableWriter::create(&ctx.output(&TEST), schema)?;
     let (train_rows, test_rows) = rayon::join(
         || {
             train_w.write_row_groups(parts.par_iter().map(|users| {
@@ -289,8 +292,9 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
             }))?;
             train_w.finish()
         },
+        // The test examples are made and written alongside.
         || {
-            test_w.write(&test)?;
+            test_w.write(&test_examples()?)?;
             test_w.finish()
         },
     );
