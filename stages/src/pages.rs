@@ -297,19 +297,13 @@ impl MinMax {
     }
 }
 
-/// Writes byte k of each `W`-byte value in `values` to stream k of `out`.
+/// Writes byte k of each `W`-byte value in `values` to stream k of `out`, one
+/// stream at a time (the page is in cache; no bounds checks in the loops).
 fn split_streams<const W: usize>(values: &[u8], out: &mut [u8]) {
     let n = values.len() / W;
-    let mut streams: [&mut [u8]; W] = [(); W].map(|_| &mut [][..]);
-    let mut rest = out;
-    for stream in streams.iter_mut() {
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
-        *stream = head;
-        rest = tail;
-    }
-    for (i, value) in values.chunks_exact(W).enumerate() {
-        for k in 0..W {
-            streams[k][i] = value[k];
+    for (k, stream) in out.chunks_exact_mut(n.max(1)).take(W).enumerate() {
+        for (byte, value) in stream.iter_mut().zip(values.chunks_exact(W)) {
+            *byte = value[k];
         }
     }
 }
