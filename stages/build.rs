@@ -5,8 +5,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Libraries whose version changes the bytes a stage writes.
-const LIBRARIES: &[&str] = &["arrow", "parquet", "datafusion", "candle-core", "candle-nn", "usearch"];
+/// Libraries whose version changes the bytes a stage writes (zstd-sys: the C library
+/// that compresses every Parquet page).
+const LIBRARIES: &[&str] = &["arrow", "parquet", "datafusion", "candle-core", "candle-nn", "usearch", "zstd-sys"];
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
