@@ -94,15 +94,15 @@ struct Examples {
 }
 
 impl Examples {
-    /// Room for `rows` examples with full histories, so a batch does not grow its
-    /// buffers as it is made.
+    /// Room for `rows` examples with full histories (of at most 1024 items: longer
+    /// ones may grow the buffer), so a batch does not grow its buffers as it is made.
     fn with_capacity(rows: usize, max_hist: u32) -> Examples {
         Examples {
             user: Vec::with_capacity(rows),
             item: Vec::with_capacity(rows),
             label: Vec::with_capacity(rows),
             offsets: Vec::with_capacity(rows + 1),
-            hist: Vec::with_capacity(rows * max_hist as usize),
+            hist: Vec::with_capacity(rows * max_hist.min(1024) as usize),
             age: Vec::with_capacity(rows),
         }
     }
