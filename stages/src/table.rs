@@ -28,14 +28,10 @@ use crate::pages::{FlatChunkWriter, ListChunkWriter};
 /// Rows per row group: big enough for fast scans, small enough to stream.
 pub const ROW_GROUP: usize = 256 * 1024;
 
-fn zstd_level() -> ZstdLevel {
-    ZstdLevel::try_new(1).expect("zstd level 1 exists")
-}
-
 fn properties(schema: &Schema) -> Result<WriterProperties, StageError> {
     let mut builder = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
-        .set_compression(Compression::ZSTD(zstd_level()))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 exists")))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_created_by("dagrun".to_string())
         .set_dictionary_enabled(false);

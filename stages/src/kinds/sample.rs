@@ -210,9 +210,13 @@ impl Source<'_> {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: SampleParams = params::typed(ctx.params)?;
     let (train_path, test_path) = (ctx.input("train")?, ctx.input("test")?);
-    let Clicks { users: te_user, items: te_item, .. } = read_clicks(test_path)?;
+    let (_, test_batches) = table::read_batches(test_path, |_| true)?;
+    let test_clicks = click_columns(&test_batches, test_path)?;
+    let te_user: Vec<i32> = test_clicks.iter().flat_map(|c| c.0).copied().collect();
+    let te_item: Vec<i32> = test_clicks.iter().flat_map(|c| c.1).copied().collect();
+    let (_, train_batches) = table::read_batches(train_path, |_| true)?;
     let ByUser { items: tr_item, timestamps: tr_ts, groups } =
-        by_user(&table::read_batches(train_path, |_| true)?.1, train_path)?;
+        by_user(&click_columns(&train_batches, train_path)?, train_path)?;
     let n_items = tr_item.iter().chain(&te_item).copied().max().unwrap_or(0) as usize;
 
     // Item click counts in the training data drive subsampling and popularity negatives.
@@ -304,27 +308,21 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     Ok(report)
 }
 
-/// The columns of an encoded click table.
-struct Clicks {
-    users: Vec<i32>,
-    items: Vec<i32>,
-    timestamps: Vec<i64>,
-}
+/// The user, item and timestamp columns of one row group of an encoded click table.
+type ClickColumns<'a> = (&'a [i32], &'a [i32], &'a [i64]);
 
-fn read_clicks(path: &Path) -> Result<Clicks, StageError> {
-    let (_, batches) = table::read_batches(path, |_| true)?;
-    let rows = batches.iter().map(|b| b.num_rows()).sum();
-    let mut c = Clicks {
-        users: Vec::with_capacity(rows),
-        items: Vec::with_capacity(rows),
-        timestamps: Vec::with_capacity(rows),
-    };
-    for b in &batches {
-        c.users.extend_from_slice(table::column::<Int32Array>(b, USER_IDX, path)?.values());
-        c.items.extend_from_slice(table::column::<Int32Array>(b, ITEM_IDX, path)?.values());
-        c.timestamps.extend_from_slice(table::column::<Int64Array>(b, crate::clicks::TIMESTAMP, path)?.values());
-    }
-    Ok(c)
+/// The click columns of each row group read, as they are (nothing is copied).
+fn click_columns<'a>(batches: &'a [RecordBatch], path: &Path) -> Result<Vec<ClickColumns<'a>>, StageError> {
+    batches
+        .iter()
+        .map(|b| {
+            Ok((
+                table::column::<Int32Array>(b, USER_IDX, path)?.values().as_ref(),
+                table::column::<Int32Array>(b, ITEM_IDX, path)?.values().as_ref(),
+                table::column::<Int64Array>(b, crate::clicks::TIMESTAMP, path)?.values().as_ref(),
+            ))
+        })
+        .collect()
 }
 
 /// Training clicks grouped by user (ascending index) and, within a user, in time order.
@@ -337,16 +335,8 @@ struct ByUser {
 
 /// Groups the training clicks (row groups as read) by user with a counting sort;
 /// within a user, clicks are ordered by time, file order breaking ties.
-fn by_user(batches: &[RecordBatch], path: &Path) -> Result<ByUser, StageError> {
-    let mut parts = Vec::with_capacity(batches.len());
-    for b in batches {
-        parts.push((
-            table::column::<Int32Array>(b, USER_IDX, path)?.values().as_ref(),
-            table::column::<Int32Array>(b, ITEM_IDX, path)?.values().as_ref(),
-            table::column::<Int64Array>(b, crate::clicks::TIMESTAMP, path)?.values().as_ref(),
-        ));
-    }
-    let users = || parts.iter().flat_map(|p: &(&[i32], &[i32], &[i64])| p.0);
+fn by_user(parts: &[ClickColumns], path: &Path) -> Result<ByUser, StageError> {
+    let users = || parts.iter().flat_map(|p| p.0);
     if let Some(bad) = users().find(|&&u| u < 0) {
         return Err(StageError::BadInput(format!("{}: user index {bad} is negative", path.display())));
     }
@@ -364,7 +354,7 @@ fn by_user(batches: &[RecordBatch], path: &Path) -> Result<ByUser, StageError> {
     let rows = start[n_users];
     let mut next = start.clone();
     let (mut by_items, mut by_times) = (vec![0i32; rows], vec![0i64; rows]);
-    for (users, items, timestamps) in &parts {
+    for (users, items, timestamps) in parts {
         for ((&u, &item), &ts) in users.iter().zip(*items).zip(*timestamps) {
             let at = &mut next[u as usize];
             by_items[*at] = item;
@@ -517,7 +507,8 @@ mod tests {
         ])
         .unwrap();
         // In two row groups.
-        let g = by_user(&[batch.slice(0, 15_000), batch.slice(15_000, 25_000)], Path::new("t")).unwrap();
+        let groups = [batch.slice(0, 15_000), batch.slice(15_000, 25_000)];
+        let g = by_user(&click_columns(&groups, Path::new("t")).unwrap(), Path::new("t")).unwrap();
         let mut got = Vec::new();
         for &(user, start, end) in &g.groups {
             assert!(start < end);
