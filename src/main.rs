@@ -1,6 +1,14 @@
-//! The `dagrun` binary: argument parsing lives in `cli.rs`, everything else in the library.
+//! The `dagrun` binary: wires the built-in stage kinds of `dagrun-stages` into the
+//! engine and hands the command line (`cli/`) to it. Nothing else lives here.
 
 mod cli;
+
+use dagrun_engine::Catalog;
+
+/// The kinds a pipeline can name besides the engine's own `cmd`.
+fn catalog() -> Catalog {
+    Catalog::new(dagrun_stages::catalog())
+}
 
 fn main() {
     // candle asks for its thread count on every matmul and, unless RAYON_NUM_THREADS

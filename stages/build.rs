@@ -1,90 +1,32 @@
-//! Computes each stage kind's code fingerprint from its own source files, the shared
-//! modules of this crate and the versions of the libraries that shape its outputs,
-//! so that editing one kind invalidates that kind and nothing else.
+//! Writes each stage kind's code fingerprint (see `build/fingerprints.rs`) as a
+//! constant, so that editing a kind invalidates that kind and what lies below it,
+//! and editing a shared module invalidates every kind.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+#[path = "build/fingerprints.rs"]
+mod fingerprints;
+
+use std::path::PathBuf;
 
 /// Libraries whose version changes the bytes a stage writes (zstd-sys: the C library
 /// that compresses every Parquet page).
 const LIBRARIES: &[&str] = &["arrow", "parquet", "datafusion", "candle-core", "candle-nn", "usearch", "zstd-sys"];
 
 fn main() {
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let src = root.join("src");
-    let kinds = src.join("kinds");
-    println!("cargo:rerun-if-changed=src");
+    let contract = root.join("../crates/dagrun-kind/src");
     let lock = root.join("../Cargo.lock");
-    println!("cargo:rerun-if-changed={}", lock.display());
-
-    // Shared: everything in src/ outside src/kinds/, plus library versions.
-    let mut shared = blake3::Hasher::new();
-    for file in files_under(&src) {
-        if !file.starts_with(&kinds) {
-            hash_file(&mut shared, &src, &file);
-        }
+    for watched in [&src, &contract, &lock, &root.join("build")] {
+        println!("cargo:rerun-if-changed={}", watched.display());
     }
-    let lock_text = fs::read_to_string(&lock).unwrap_or_default();
-    for lib in LIBRARIES {
-        shared.update(format!("{lib}={}\n", locked_version(&lock_text, lib)).as_bytes());
-    }
-    let shared = shared.finalize();
-
-    // One fingerprint per entry of src/kinds/: a file `x.rs` or a directory `x/`.
+    let lock_text = std::fs::read_to_string(&lock).unwrap_or_else(|e| panic!("{}: {e}", lock.display()));
+    let sources = fingerprints::Sources { src: &src, shared: &[&contract] };
+    let prints = fingerprints::kind_fingerprints(&sources, &lock_text, LIBRARIES)
+        .unwrap_or_else(|e| panic!("fingerprinting {}: {e}", src.display()));
     let mut out = String::from("// Code fingerprints of the stage kinds, one constant per module of src/kinds/.\n");
-    let mut entries: Vec<PathBuf> =
-        fs::read_dir(&kinds).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
-    entries.sort();
-    for entry in entries {
-        let Some(stem) = entry.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
-            continue;
-        };
-        if stem == "mod" {
-            continue;
-        }
-        let mut h = blake3::Hasher::new();
-        h.update(shared.as_bytes());
-        for file in files_under(&entry) {
-            hash_file(&mut h, &src, &file);
-        }
-        out.push_str(&format!(
-            "pub(crate) const {}: &str = {:?};\n",
-            stem.to_uppercase(),
-            h.finalize().to_hex().to_string()
-        ));
+    for (kind, print) in prints {
+        out.push_str(&format!("pub(crate) const {}: &str = {print:?};\n", kind.to_uppercase()));
     }
-    let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("fingerprints.rs");
-    fs::write(dest, out).unwrap();
-}
-
-fn files_under(path: &Path) -> Vec<PathBuf> {
-    if path.is_file() {
-        return vec![path.to_path_buf()];
-    }
-    let mut files = Vec::new();
-    if let Ok(dir) = fs::read_dir(path) {
-        for e in dir.flatten() {
-            files.extend(files_under(&e.path()));
-        }
-    }
-    files.sort();
-    files
-}
-
-fn hash_file(h: &mut blake3::Hasher, base: &Path, file: &Path) {
-    let rel = file.strip_prefix(base).unwrap_or(file).to_string_lossy().replace('\\', "/");
-    h.update(rel.as_bytes());
-    h.update(&[0]);
-    h.update(&fs::read(file).unwrap_or_default());
-    h.update(&[0]);
-}
-
-/// The version Cargo.lock pins for `name`, or "" when it is not locked.
-fn locked_version(lock: &str, name: &str) -> String {
-    let needle = format!("name = \"{name}\"\n");
-    lock.split("[[package]]")
-        .find(|block| block.trim_start().starts_with(needle.trim_end()) || block.contains(&format!("\n{needle}")))
-        .and_then(|block| block.lines().find_map(|l| l.strip_prefix("version = ")))
-        .map(|v| v.trim_matches('"').to_string())
-        .unwrap_or_default()
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("fingerprints.rs");
+    std::fs::write(&dest, out).unwrap_or_else(|e| panic!("{}: {e}", dest.display()));
 }

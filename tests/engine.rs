@@ -171,15 +171,25 @@ fn directory_inputs_cover_every_file() {
     assert_eq!(p.read("artifacts/latest/ls/all.txt"), "1\n2\n");
 }
 
+/// A `cmd` stage that marks its start in `dir`, then waits (up to 30 s, then fails)
+/// until `other` has marked its own: it can only finish if both run at once.
+fn rendezvous(name: &str, other: &str, dir: &std::path::Path) -> String {
+    let d = dir.display();
+    format!(
+        "  {name}:\n    kind: cmd\n    run: 'touch {d}/{name}.started; n=0; \
+         while [ ! -e {d}/{other}.started ]; do n=$((n+1)); [ $n -gt 3000 ] && exit 1; sleep 0.01; done; \
+         echo {name} > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n"
+    )
+}
+
 #[test]
 fn parallel_branches_run_at_the_same_time() {
-    let sleeper = |n: &str| {
-        format!("  {n}:\n    kind: cmd\n    run: 'sleep 0.6; echo {n} > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n")
-    };
-    let p = Project::new(&format!("stages:\n{}{}", sleeper("x"), sleeper("y")));
-    let t = std::time::Instant::now();
-    assert_eq!(p.dagrun(&["run", "-j", "2"]).code, 0);
-    assert!(t.elapsed().as_secs_f64() < 1.1, "two 0.6 s stages took {:?}", t.elapsed());
+    let marks = tempfile::tempdir().unwrap();
+    let p =
+        Project::new(&format!("stages:\n{}{}", rendezvous("x", "y", marks.path()), rendezvous("y", "x", marks.path())));
+    let r = p.dagrun(&["run", "-j", "2"]);
+    assert_eq!(r.code, 0, "each stage saw the other one start: {}{}", r.stdout, r.stderr);
+    assert_eq!(r.stages("ran").len(), 2);
 }
 
 #[test]
@@ -231,22 +241,41 @@ fn verify_quarantines_corrupt_objects_and_the_next_run_rebuilds() {
     assert_eq!(p.dagrun(&["verify"]).code, 0);
 }
 
+/// Waits until `path` exists: the stage that creates it has started.
+fn wait_for(path: &std::path::Path) {
+    for _ in 0..30_000 {
+        if path.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("{} never appeared", path.display());
+}
+
 #[test]
 fn a_second_run_is_refused_while_one_holds_the_lock() {
-    let p = Project::new(
-        "stages:\n  slow:\n    kind: cmd\n    run: 'sleep 1.5; echo 1 > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n",
-    );
+    // The first run's stage says it has started, then holds on until the test lets it go.
+    let marks = tempfile::tempdir().unwrap();
+    let (started, release) = (marks.path().join("started"), marks.path().join("release"));
+    let p = Project::new(&format!(
+        "stages:\n  slow:\n    kind: cmd\n    run: 'touch {}; while [ ! -e {} ]; do sleep 0.01; done; echo 1 > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n",
+        started.display(),
+        release.display()
+    ));
     let mut first = p.command(&["run"]).stdout(std::process::Stdio::null()).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(400));
+    wait_for(&started);
     let second = p.dagrun(&["run"]);
     assert_eq!(second.code, 2, "{}", second.stderr);
     assert!(second.stderr.contains("is locked by pid"), "{}", second.stderr);
     assert!(second.stderr.contains("--wait"), "{}", second.stderr);
     let status = p.dagrun(&["status"]);
     assert_eq!(status.code, 0, "read-only commands take no lock");
-    let waited = p.dagrun(&["run", "--wait"]);
-    assert_eq!(waited.code, 0);
+    let mut wait_cmd = p.command(&["run", "--wait"]);
+    let waiting = std::thread::spawn(move || common::ran(wait_cmd.output().unwrap()));
+    std::fs::write(&release, "").unwrap();
     assert!(first.wait().unwrap().success());
+    let waited = waiting.join().unwrap();
+    assert_eq!(waited.code, 0);
     assert_eq!(waited.outcome("slow").as_deref(), Some("cached"));
     assert_eq!(p.dagrun(&["verify"]).code, 0);
 }

@@ -28,7 +28,7 @@ use datafusion::parquet::schema::types::ColumnDescPtr;
 use crate::delta;
 
 /// The pages of one column chunk as they are written, and what its metadata needs.
-struct Chunk {
+struct PageSink {
     descr: ColumnDescPtr,
     level: ZstdLevel,
     compressor: zstd::bulk::Compressor<'static>,
@@ -47,13 +47,13 @@ struct Chunk {
     packed: Vec<u8>,
 }
 
-impl Chunk {
-    fn new(descr: ColumnDescPtr, props: &WriterProperties, encoding: Encoding) -> Result<Chunk, ParquetError> {
+impl PageSink {
+    fn new(descr: ColumnDescPtr, props: &WriterProperties, encoding: Encoding) -> Result<PageSink, ParquetError> {
         let Compression::ZSTD(level) = props.compression(descr.path()) else {
             return Err(ParquetError::General(format!("{}: only ZSTD pages are written here", descr.path())));
         };
         let compressor = zstd::bulk::Compressor::new(level.compression_level()).map_err(external)?;
-        Ok(Chunk {
+        Ok(PageSink {
             size_limit: props.column_data_page_size_limit(descr.path()),
             row_limit: props.data_page_row_count_limit(),
             descr,
@@ -139,7 +139,7 @@ fn external(e: std::io::Error) -> ParquetError {
 /// encoding the writer properties give it: PLAIN, BYTE_STREAM_SPLIT, or (INT64)
 /// DELTA_BINARY_PACKED. Statistics are the chunk's min and max.
 pub struct FlatChunkWriter {
-    chunk: Chunk,
+    chunk: PageSink,
     width: usize,
     /// The current page's values, little-endian.
     page: Vec<u8>,
@@ -173,7 +173,7 @@ impl FlatChunkWriter {
         let statistics = props.statistics_enabled(descr.path()) != EnabledStatistics::None;
         Ok(FlatChunkWriter {
             width: width(&descr),
-            chunk: Chunk::new(descr, props, encoding)?,
+            chunk: PageSink::new(descr, props, encoding)?,
             page: Vec::new(),
             longs: Vec::new(),
             page_rows: 0,
@@ -336,7 +336,7 @@ fn as_bytes(values: &[i32]) -> &[u8] {
 
 /// Writes one column chunk of a required list of required numbers as PLAIN pages.
 pub struct ListChunkWriter {
-    chunk: Chunk,
+    chunk: PageSink,
     page: ListPage,
 }
 
@@ -413,7 +413,7 @@ impl Runs {
 
 impl ListChunkWriter {
     pub fn new(descr: ColumnDescPtr, props: &WriterProperties) -> Result<Self, ParquetError> {
-        Ok(ListChunkWriter { chunk: Chunk::new(descr, props, Encoding::PLAIN)?, page: ListPage::default() })
+        Ok(ListChunkWriter { chunk: PageSink::new(descr, props, Encoding::PLAIN)?, page: ListPage::default() })
     }
 
     /// Appends the rows of `lists`, whose items must be non-null numbers of the

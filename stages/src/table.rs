@@ -22,8 +22,8 @@ use datafusion::parquet::file::writer::SerializedFileWriter;
 use datafusion::parquet::schema::types::ColumnDescriptor;
 use rayon::prelude::*;
 
-use crate::StageError;
 use crate::pages::{FlatChunkWriter, ListChunkWriter};
+use dagrun_kind::StageError;
 
 /// Rows per row group: big enough for fast scans, small enough to stream.
 pub const ROW_GROUP: usize = 256 * 1024;
@@ -157,7 +157,7 @@ impl TableWriter {
     {
         self.flush(true)?;
         let (this, base) = (&*self, self.row_groups);
-        let encoded: Vec<(u64, Vec<Chunk>)> =
+        let encoded: Vec<(u64, Vec<ColumnChunk>)> =
             groups.enumerate().map(|(g, batches)| this.encode_stream(base + g, batches)).collect::<Result<_, _>>()?;
         let encoded: Vec<_> = encoded.into_iter().filter(|(rows, _)| *rows > 0).collect();
         self.rows += encoded.iter().map(|(rows, _)| rows).sum::<u64>();
@@ -170,7 +170,7 @@ impl TableWriter {
         &self,
         index: usize,
         batches: impl Iterator<Item = Result<RecordBatch, StageError>>,
-    ) -> Result<(u64, Vec<Chunk>), StageError> {
+    ) -> Result<(u64, Vec<ColumnChunk>), StageError> {
         let fields = self.schema.fields();
         let (props, parquet) = (self.file.properties(), self.file.schema_descr());
         let arrow = self.factory.create_column_writers(index).map_err(failed)?;
@@ -207,9 +207,9 @@ impl TableWriter {
         let chunks = writers
             .into_iter()
             .map(|w| match w {
-                Writer::Arrow(arrow) => arrow.close().map(Chunk::Arrow),
-                Writer::Flat(writer) => writer.close().map(|(bytes, close)| Chunk::Encoded(bytes, close)),
-                Writer::Lists(writer) => writer.close().map(|(bytes, close)| Chunk::Encoded(bytes, close)),
+                Writer::Arrow(arrow) => arrow.close().map(ColumnChunk::Arrow),
+                Writer::Flat(writer) => writer.close().map(|(bytes, close)| ColumnChunk::Encoded(bytes, close)),
+                Writer::Lists(writer) => writer.close().map(|(bytes, close)| ColumnChunk::Encoded(bytes, close)),
             })
             .collect::<Result<_, _>>()
             .map_err(failed)?;
@@ -217,13 +217,13 @@ impl TableWriter {
     }
 
     /// Appends encoded row groups to the file, in order.
-    fn append(&mut self, groups: Vec<Vec<Chunk>>) -> Result<(), StageError> {
+    fn append(&mut self, groups: Vec<Vec<ColumnChunk>>) -> Result<(), StageError> {
         for chunks in groups {
             let mut row_group = self.file.next_row_group().map_err(failed)?;
             for chunk in chunks {
                 match chunk {
-                    Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group),
-                    Chunk::Encoded(bytes, close) => row_group.append_column(&bytes, close),
+                    ColumnChunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group),
+                    ColumnChunk::Encoded(bytes, close) => row_group.append_column(&bytes, close),
                 }
                 .map_err(failed)?;
             }
@@ -235,7 +235,7 @@ impl TableWriter {
 }
 
 /// One encoded column chunk of a row group.
-enum Chunk {
+enum ColumnChunk {
     Arrow(ArrowColumnChunk),
     Encoded(Bytes, ColumnCloseResult),
 }

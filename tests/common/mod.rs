@@ -94,13 +94,11 @@ pub fn ran(out: Output) -> Ran {
     }
 }
 
-/// The MovieLens-100k folder beside the checkout, or None (tests then skip with a message).
-pub fn movielens() -> Option<PathBuf> {
+/// The MovieLens-100k folder beside the checkout. Tests that need it are `#[ignore]`d,
+/// so they count as skipped where it is absent; run with `--include-ignored` they
+/// fail here, loudly, if it is still absent.
+pub fn movielens() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ml-100k");
-    if dir.join("ml-100k.inter").is_file() {
-        Some(dir.canonicalize().unwrap())
-    } else {
-        eprintln!("skipped: ../shared/data/ml-100k is absent");
-        None
-    }
+    assert!(dir.join("ml-100k.inter").is_file(), "{} is absent: this test needs MovieLens-100k", dir.display());
+    dir.canonicalize().unwrap()
 }

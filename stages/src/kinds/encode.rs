@@ -14,10 +14,11 @@ use datafusion::arrow::datatypes::DataType;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::clicks::{ITEM, TIMESTAMP, USER};
 use crate::fxhash::FxHashMap;
+use crate::schema::clicks::{ITEM, TIMESTAMP, USER};
+use crate::schema::encoded::{ITEM_IDX, USER_IDX, VOCAB_FEATURE, VOCAB_INDEX, VOCAB_VALUE};
 use crate::table::{self, TableWriter};
-use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
+use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
 /// How a dense feature `x` (scaled to [0, 1] by its maximum) enters the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,10 +56,6 @@ pub const SPEC: KindSpec = KindSpec {
     params: params::check::<EncodeParams>,
     run,
 };
-
-/// Column names of the encoded tables.
-pub const USER_IDX: &str = "user";
-pub const ITEM_IDX: &str = "item";
 
 /// One raw id or feature value. Integers sort as numbers, text by its bytes; a
 /// column holds one kind only.
@@ -254,6 +251,8 @@ impl<'a> Vocab<'a> {
     }
 }
 
+impl Params for EncodeParams {}
+
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: EncodeParams = params::typed(ctx.params)?;
     let (train_path, test_path, users_path) = (ctx.input("train")?, ctx.input("test")?, ctx.input("users")?);
@@ -373,7 +372,11 @@ fn user_and_vocab_tables(
     let value: StringArray = vocab_rows.iter().map(|r| Some(r.2.as_str())).collect();
     let rows = table::write(
         &ctx.output(&VOCAB),
-        vec![("feature", Arc::new(feature) as ArrayRef), ("index", Arc::new(index)), ("value", Arc::new(value))],
+        vec![
+            (VOCAB_FEATURE, Arc::new(feature) as ArrayRef),
+            (VOCAB_INDEX, Arc::new(index)),
+            (VOCAB_VALUE, Arc::new(value)),
+        ],
     )?;
     report.rows.insert("vocab".into(), rows);
     Ok(report)
@@ -398,8 +401,8 @@ pub fn dense_columns(name: &str, values: &[f64], transforms: &[Transform]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NoProgress;
-    use crate::clicks::{write_clicks, write_users};
+    use crate::schema::clicks::{write_clicks, write_users};
+    use dagrun_kind::NoProgress;
     use std::collections::BTreeMap;
 
     #[test]

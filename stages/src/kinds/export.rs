@@ -2,20 +2,19 @@
 //! example and the vector of every item, L2-normalised, with raw ids, as Parquet
 //! (`embedding` is a fixed-size list of float32).
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use datafusion::arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int32Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray};
 use serde::{Deserialize, Serialize};
 
-use crate::clicks::{ITEM, USER};
-use crate::kinds::encode::{ITEM_IDX, USER_IDX};
-use crate::table::{self, failed};
-use crate::youtube_dnn::{Examples, Model, ModelConfig, Users, normalize};
-use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
+use crate::model::{Model, ModelConfig, Users, normalize};
+use crate::schema::clicks::{ITEM, USER};
+use crate::schema::encoded::{ITEM_IDX, USER_IDX, raw_ids, vocab_rows};
+use crate::schema::examples::Examples;
+use crate::schema::vectors::{EMBEDDING, embedding_column};
+use crate::table;
+use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,22 +33,7 @@ pub const SPEC: KindSpec = KindSpec {
     run,
 };
 
-pub const EMBEDDING: &str = "embedding";
-
-/// Index → raw value of one vocabulary in `encode.vocab`.
-pub fn raw_ids(vocab: &Path, feature: &str) -> Result<HashMap<i32, String>, StageError> {
-    let b = table::read(vocab)?;
-    let f = table::column::<StringArray>(&b, "feature", vocab)?;
-    let i = table::column::<Int32Array>(&b, "index", vocab)?;
-    let v = table::column::<StringArray>(&b, "value", vocab)?;
-    Ok((0..b.num_rows()).filter(|&r| f.value(r) == feature).map(|r| (i.value(r), v.value(r).to_string())).collect())
-}
-
-/// A fixed-size-list column of `dim` float32s per row.
-pub fn embedding_column(values: Vec<f32>, dim: usize) -> Result<FixedSizeListArray, StageError> {
-    let field = Arc::new(Field::new("item", DataType::Float32, false));
-    FixedSizeListArray::try_new(field, dim as i32, Arc::new(Float32Array::from(values)), None).map_err(failed)
-}
+impl Params for ExportParams {}
 
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let config: ModelConfig = serde_json::from_slice(&std::fs::read(ctx.input("config")?)?)
@@ -67,7 +51,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let vocab = ctx.input("vocab")?;
     let user_raw = raw_ids(vocab, USER)?;
     let item_raw = raw_ids(vocab, ITEM)?;
-    let test = Examples::read(ctx.input("test")?, true)?;
+    let test = Examples::read(ctx.input("test")?, true, vocab_rows(vocab, ITEM)?)?;
     let d = cfg.emb_dim;
     let width = cfg.input_dim();
     let mut x = vec![0f32; test.len() * width];

@@ -13,8 +13,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
-use crate::clicks::{CLICKS_OUTPUT, ClickLog, USERS_OUTPUT, UserTable};
-use crate::{KindSpec, OutputSpec, Report, StageCtx, StageError, params, table};
+use crate::schema::clicks::{CLICKS_OUTPUT, ClickLog, USERS_OUTPUT, UserTable};
+use crate::table;
+use dagrun_kind::{KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +66,15 @@ pub const SPEC: KindSpec = KindSpec {
     params: params::check::<IngestParams>,
     run,
 };
+
+impl Params for IngestParams {
+    fn validate(&self) -> Result<(), params::ParamError> {
+        for (key, column) in [("user", &self.user), ("item", &self.item), ("timestamp", &self.timestamp)] {
+            params::ensure(!column.trim().is_empty(), key, || "must name a column".into())?;
+        }
+        Ok(())
+    }
+}
 
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: IngestParams = params::typed(ctx.params)?;

@@ -6,13 +6,11 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
 use serde::{Deserialize, Serialize};
 
-use crate::clicks::ITEM;
-use crate::kinds::encode::{ITEM_IDX, USER_IDX};
-use crate::kinds::evaluate::{METRICS, seen_items};
-use crate::kinds::export::raw_ids;
-use crate::metrics::{self, Ranked};
+use crate::ranking::{self, Ranked};
+use crate::schema::clicks::ITEM;
+use crate::schema::encoded::{ITEM_IDX, USER_IDX, check_indices, raw_ids, seen_items};
 use crate::table::{self, failed};
-use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
+use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,6 +25,8 @@ impl Default for PopularityParams {
 }
 
 const RANKING: OutputSpec = OutputSpec { name: "ranking", format: Format::Parquet };
+/// The same name and format as `evaluate`'s metrics, so the two compare by name.
+const METRICS: OutputSpec = OutputSpec { name: "metrics", format: Format::Json };
 
 pub const SPEC: KindSpec = KindSpec {
     name: "popularity",
@@ -38,20 +38,23 @@ pub const SPEC: KindSpec = KindSpec {
     run,
 };
 
+impl Params for PopularityParams {
+    fn validate(&self) -> Result<(), params::ParamError> {
+        crate::ranking::check_ks("ks", &self.ks)
+    }
+}
+
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: PopularityParams = params::typed(ctx.params)?;
-    if p.ks.is_empty() || p.ks.contains(&0) {
-        return Err(StageError::BadInput("popularity: `ks` must list positive cut-offs".into()));
-    }
     let (train_path, test_path, vocab) = (ctx.input("train")?, ctx.input("test")?, ctx.input("vocab")?);
     let item_raw = raw_ids(vocab, ITEM)?;
     let catalogue = item_raw.len();
     let train = table::read(train_path)?;
+    let train_items = table::column::<Int32Array>(&train, ITEM_IDX, train_path)?.values();
+    check_indices(train_path, ITEM_IDX, train_items, catalogue + 1)?;
     let mut counts = vec![0i64; catalogue + 1];
-    for &i in table::column::<Int32Array>(&train, ITEM_IDX, train_path)?.values() {
-        if let Some(c) = counts.get_mut(i as usize) {
-            *c += 1;
-        }
+    for &i in train_items {
+        counts[i as usize] += 1;
     }
     // Most clicks first; equal counts by item index, so the list is deterministic.
     let mut ranking: Vec<i32> = (1..=catalogue as i32).collect();
@@ -67,7 +70,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         .zip(targets.values())
         .map(|(u, t)| Ranked { ranking: &ranking, target: *t, seen: seen.get(*u as usize).unwrap_or(&no_seen) })
         .collect();
-    let mut m = metrics::compute(&ranked, &p.ks, catalogue);
+    let mut m = ranking::compute(&ranked, &p.ks, catalogue);
     m.insert("users".into(), ranked.len() as f64);
     std::fs::write(ctx.output(&METRICS), serde_json::to_vec_pretty(&m).map_err(failed)?)?;
     let k_max = p.ks.iter().copied().max().unwrap_or(0).min(ranking.len());
@@ -76,7 +79,10 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         &ctx.output(&RANKING),
         vec![
             ("rank", Arc::new(Int32Array::from_iter_values(1..=k_max as i32)) as ArrayRef),
-            (ITEM, Arc::new(top.iter().map(|i| Some(item_raw[i].as_str())).collect::<StringArray>())),
+            (
+                ITEM,
+                Arc::new(top.iter().map(|i| Some(item_raw.get(i).map_or("", String::as_str))).collect::<StringArray>()),
+            ),
             (ITEM_IDX, Arc::new(Int32Array::from(top.to_vec()))),
             ("clicks", Arc::new(Int64Array::from_iter_values(top.iter().map(|i| counts[*i as usize])))),
         ],

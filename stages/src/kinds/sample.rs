@@ -15,13 +15,15 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field};
 use serde::{Deserialize, Serialize};
 
-use crate::kinds::encode::{ITEM_IDX, USER_IDX};
+use crate::schema::clicks::TIMESTAMP;
+use crate::schema::encoded::{ITEM_IDX, USER_IDX, check_indices_at, dense_limit};
+use crate::schema::examples::{EXAMPLE_AGE, HIST, HIST_LEN, LABEL};
 use rayon::prelude::*;
 
 use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::rng::{Alias, Rng};
 use crate::table::{self, TableWriter};
-use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
+use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NegMethod {
@@ -76,15 +78,9 @@ pub const SPEC: KindSpec = KindSpec {
     run,
 };
 
-/// Column names of the example tables.
-pub const LABEL: &str = "label";
-pub const HIST: &str = "hist";
-pub const HIST_LEN: &str = "hist_len";
-pub const EXAMPLE_AGE: &str = "example_age";
-
 /// Examples collected column-wise before they are written in one batch.
 #[derive(Default)]
-struct Examples {
+struct ExampleBuffer {
     user: Vec<i32>,
     item: Vec<i32>,
     label: Vec<i8>,
@@ -93,11 +89,11 @@ struct Examples {
     age: Vec<f32>,
 }
 
-impl Examples {
+impl ExampleBuffer {
     /// Room for `rows` examples with full histories (of at most 1024 items: longer
     /// ones may grow the buffer), so a batch does not grow its buffers as it is made.
-    fn with_capacity(rows: usize, max_hist: u32) -> Examples {
-        Examples {
+    fn with_capacity(rows: usize, max_hist: u32) -> ExampleBuffer {
+        ExampleBuffer {
             user: Vec::with_capacity(rows),
             item: Vec::with_capacity(rows),
             label: Vec::with_capacity(rows),
@@ -156,7 +152,7 @@ fn history(seq: &[i32], i: usize, max_hist: u32) -> &[i32] {
 const BATCH_ROWS: usize = 4096;
 
 /// What every user's examples are drawn from.
-struct Source<'a> {
+struct Draw<'a> {
     p: &'a SampleParams,
     items: &'a [i32],
     timestamps: &'a [i64],
@@ -167,10 +163,10 @@ struct Source<'a> {
     n_items: usize,
 }
 
-impl Source<'_> {
+impl Draw<'_> {
     /// One user's training examples from training clicks `start..end` (time order);
     /// negatives avoid the test click too.
-    fn train(&self, user: i32, start: usize, end: usize, test_item: Option<i32>, train: &mut Examples) {
+    fn train(&self, user: i32, start: usize, end: usize, test_item: Option<i32>, train: &mut ExampleBuffer) {
         let p = self.p;
         let seq = &self.items[start..end];
         let times = &self.timestamps[start..end];
@@ -207,16 +203,31 @@ impl Source<'_> {
     }
 }
 
+impl Params for SampleParams {
+    fn validate(&self) -> Result<(), params::ParamError> {
+        params::positive_int("max_hist", self.max_hist.into())?;
+        if let Some(t) = self.subsample_t {
+            params::positive("subsample_t", t)?;
+        }
+        if let Some(cap) = self.max_samples_per_user {
+            params::positive_int("max_samples_per_user", cap.into())?;
+        }
+        Ok(())
+    }
+}
+
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: SampleParams = params::typed(ctx.params)?;
     let (train_path, test_path) = (ctx.input("train")?, ctx.input("test")?);
     let (_, test_batches) = table::read_batches(test_path, |_| true)?;
-    let test_clicks = click_columns(&test_batches, test_path)?;
+    let (_, train_batches) = table::read_batches(train_path, |_| true)?;
+    // Indices are dense over the train and test clicks together.
+    let rows: usize = test_batches.iter().chain(&train_batches).map(RecordBatch::num_rows).sum();
+    let test_clicks = click_columns(&test_batches, test_path, dense_limit(rows))?;
     let te_user: Vec<i32> = test_clicks.iter().flat_map(|c| c.0).copied().collect();
     let te_item: Vec<i32> = test_clicks.iter().flat_map(|c| c.1).copied().collect();
-    let (_, train_batches) = table::read_batches(train_path, |_| true)?;
     let ByUser { items: tr_item, timestamps: tr_ts, groups } =
-        by_user(&click_columns(&train_batches, train_path)?, train_path)?;
+        by_user(&click_columns(&train_batches, train_path, dense_limit(rows))?);
     let n_items = tr_item.iter().chain(&te_item).copied().max().unwrap_or(0) as usize;
 
     // Item click counts in the training data drive subsampling and popularity negatives.
@@ -225,7 +236,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         counts[i as usize] += 1.0;
     }
     let neg_table = negative_table(&counts, p.neg_method);
-    let source = Source {
+    let source = Draw {
         p: &p,
         items: &tr_item,
         timestamps: &tr_ts,
@@ -236,69 +247,16 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         n_items,
     };
 
-    // Test rows are one per user: the test click, after the user's last training clicks.
     let test_of: FxHashMap<i32, i32> = te_user.iter().copied().zip(te_item.iter().copied()).collect();
-    let test_examples = || {
-        let mut test = Examples::default();
-        let mut covered = FxHashSet::default();
-        for &(user, start, end) in &groups {
-            if let Some(&item) = test_of.get(&user) {
-                let seq = &tr_item[start..end];
-                test.push(user, item, 1, history(seq, seq.len(), p.max_hist), 0.0);
-                covered.insert(user);
-            }
-        }
-        // Test users without training clicks still get their (history-less) test example.
-        for (u, i) in te_user.iter().zip(&te_item) {
-            if !covered.contains(u) {
-                test.push(*u, *i, 1, &[], 0.0);
-            }
-        }
-        test.take_batch()
-    };
-
-    // Training rows: one row group per run of users, made and encoded in one task.
-    let mut parts = Vec::new();
-    let (mut from, mut rows) = (0, 0);
-    for (k, &(_, start, end)) in groups.iter().enumerate() {
-        let more = max_rows(end - start, &p);
-        if rows + more > table::ROW_GROUP && k > from {
-            parts.push(&groups[from..k]);
-            (from, rows) = (k, 0);
-        }
-        rows += more;
-    }
-    parts.push(&groups[from..]);
     ctx.progress.set_length(groups.len() as u64);
-    let done = AtomicUsize::new(0);
-    let schema = Examples::default().take_batch()?.schema();
-    let mut train_w = TableWriter::create(&ctx.output(&TRAIN), schema.clone())?;
+    let schema = ExampleBuffer::default().take_batch()?.schema();
+    let train_w = TableWriter::create(&ctx.output(&TRAIN), schema.clone())?;
     let mut test_w = TableWriter::create(&ctx.output(&TEST), schema)?;
     let (train_rows, test_rows) = rayon::join(
-        || {
-            train_w.write_row_groups(parts.par_iter().map(|users| {
-                // The group's examples come a few thousand rows at a time, each batch
-                // encoded while it is still in cache.
-                let (mut users, source, test_of, done) = (users.iter(), &source, &test_of, &done);
-                std::iter::from_fn(move || {
-                    let (mut train, mut seen) = (Examples::with_capacity(BATCH_ROWS, source.p.max_hist), 0);
-                    for &(user, start, end) in users.by_ref() {
-                        source.train(user, start, end, test_of.get(&user).copied(), &mut train);
-                        seen += 1;
-                        if train.user.len() >= BATCH_ROWS {
-                            break;
-                        }
-                    }
-                    let so_far = done.fetch_add(seen, Ordering::Relaxed) + seen;
-                    ctx.progress.set_position(so_far as u64);
-                    (!train.user.is_empty()).then(|| train.take_batch())
-                })
-            }))?;
-            train_w.finish()
-        },
+        || write_train(ctx, train_w, &groups, &source, &test_of),
         // The test examples are made and written alongside.
         || {
-            test_w.write(&test_examples()?)?;
+            test_w.write(&test_examples(&groups, &tr_item, (&te_user, &te_item), &test_of, p.max_hist)?)?;
             test_w.finish()
         },
     );
@@ -311,18 +269,91 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 /// The user, item and timestamp columns of one row group of an encoded click table.
 type ClickColumns<'a> = (&'a [i32], &'a [i32], &'a [i64]);
 
-/// The click columns of each row group read, as they are (nothing is copied).
-fn click_columns<'a>(batches: &'a [RecordBatch], path: &Path) -> Result<Vec<ClickColumns<'a>>, StageError> {
-    batches
-        .iter()
-        .map(|b| {
-            Ok((
-                table::column::<Int32Array>(b, USER_IDX, path)?.values().as_ref(),
-                table::column::<Int32Array>(b, ITEM_IDX, path)?.values().as_ref(),
-                table::column::<Int64Array>(b, crate::clicks::TIMESTAMP, path)?.values().as_ref(),
-            ))
+/// The click columns of each row group read, as they are (nothing is copied); user
+/// and item indices are checked to lie in `0..limit`, since tables are sized by them.
+fn click_columns<'a>(
+    batches: &'a [RecordBatch],
+    path: &Path,
+    limit: usize,
+) -> Result<Vec<ClickColumns<'a>>, StageError> {
+    let mut first_row = 0;
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let users = table::column::<Int32Array>(b, USER_IDX, path)?.values().as_ref();
+        let items = table::column::<Int32Array>(b, ITEM_IDX, path)?.values().as_ref();
+        for (column, values) in [(USER_IDX, users), (ITEM_IDX, items)] {
+            check_indices_at(path, column, values, limit, first_row)?;
+        }
+        out.push((users, items, table::column::<Int64Array>(b, TIMESTAMP, path)?.values().as_ref()));
+        first_row += b.num_rows();
+    }
+    Ok(out)
+}
+
+/// Test rows are one per user: the test click, after the user's last training clicks.
+fn test_examples(
+    groups: &[(i32, usize, usize)],
+    tr_item: &[i32],
+    (te_user, te_item): (&[i32], &[i32]),
+    test_of: &FxHashMap<i32, i32>,
+    max_hist: u32,
+) -> Result<RecordBatch, StageError> {
+    let mut test = ExampleBuffer::default();
+    let mut covered = FxHashSet::default();
+    for &(user, start, end) in groups {
+        if let Some(&item) = test_of.get(&user) {
+            let seq = &tr_item[start..end];
+            test.push(user, item, 1, history(seq, seq.len(), max_hist), 0.0);
+            covered.insert(user);
+        }
+    }
+    // Test users without training clicks still get their (history-less) test example.
+    for (u, i) in te_user.iter().zip(te_item) {
+        if !covered.contains(u) {
+            test.push(*u, *i, 1, &[], 0.0);
+        }
+    }
+    test.take_batch()
+}
+
+/// Training rows: one row group per run of users, made and encoded in one task, a few
+/// thousand rows at a time, each batch encoded while it is still in cache.
+fn write_train(
+    ctx: &StageCtx,
+    mut w: TableWriter,
+    groups: &[(i32, usize, usize)],
+    source: &Draw,
+    test_of: &FxHashMap<i32, i32>,
+) -> Result<u64, StageError> {
+    let mut parts = Vec::new();
+    let (mut from, mut rows) = (0, 0);
+    for (k, &(_, start, end)) in groups.iter().enumerate() {
+        let more = max_rows(end - start, source.p);
+        if rows + more > table::ROW_GROUP && k > from {
+            parts.push(&groups[from..k]);
+            (from, rows) = (k, 0);
+        }
+        rows += more;
+    }
+    parts.push(&groups[from..]);
+    let done = AtomicUsize::new(0);
+    w.write_row_groups(parts.par_iter().map(|users| {
+        let (mut users, done) = (users.iter(), &done);
+        std::iter::from_fn(move || {
+            let (mut train, mut seen) = (ExampleBuffer::with_capacity(BATCH_ROWS, source.p.max_hist), 0);
+            for &(user, start, end) in users.by_ref() {
+                source.train(user, start, end, test_of.get(&user).copied(), &mut train);
+                seen += 1;
+                if train.user.len() >= BATCH_ROWS {
+                    break;
+                }
+            }
+            let so_far = done.fetch_add(seen, Ordering::Relaxed) + seen;
+            ctx.progress.set_position(so_far as u64);
+            (!train.user.is_empty()).then(|| train.take_batch())
         })
-        .collect()
+    }))?;
+    w.finish()
 }
 
 /// Training clicks grouped by user (ascending index) and, within a user, in time order.
@@ -335,11 +366,8 @@ struct ByUser {
 
 /// Groups the training clicks (row groups as read) by user with a counting sort;
 /// within a user, clicks are ordered by time, file order breaking ties.
-fn by_user(parts: &[ClickColumns], path: &Path) -> Result<ByUser, StageError> {
+fn by_user(parts: &[ClickColumns]) -> ByUser {
     let users = || parts.iter().flat_map(|p| p.0);
-    if let Some(bad) = users().find(|&&u| u < 0) {
-        return Err(StageError::BadInput(format!("{}: user index {bad} is negative", path.display())));
-    }
     let n_users = users().copied().max().map_or(0, |m| m as usize + 1);
     let mut start = vec![0usize; n_users + 1];
     for &u in users() {
@@ -378,7 +406,7 @@ fn by_user(parts: &[ClickColumns], path: &Path) -> Result<ByUser, StageError> {
         }
         groups.push((u as i32, from, to));
     }
-    Ok(ByUser { items: by_items, timestamps: by_times, groups })
+    ByUser { items: by_items, timestamps: by_times, groups }
 }
 
 /// The distribution negatives are drawn from; None means uniform over 1..=n_items.
@@ -412,7 +440,7 @@ fn draw_negative(table: &Option<Alias>, n_items: usize, clicked: &[i32], rng: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NoProgress;
+    use dagrun_kind::NoProgress;
     use datafusion::arrow::array::Array;
     use std::collections::BTreeMap;
 
@@ -508,7 +536,7 @@ mod tests {
         .unwrap();
         // In two row groups.
         let groups = [batch.slice(0, 15_000), batch.slice(15_000, 25_000)];
-        let g = by_user(&click_columns(&groups, Path::new("t")).unwrap(), Path::new("t")).unwrap();
+        let g = by_user(&click_columns(&groups, Path::new("t"), 100_000).unwrap());
         let mut got = Vec::new();
         for &(user, start, end) in &g.groups {
             assert!(start < end);

@@ -12,9 +12,9 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::clicks::{ITEM, SEQ, TIMESTAMP, USER};
+use crate::schema::clicks::{ITEM, SEQ, TIMESTAMP, USER};
 use crate::table::{self, TableWriter, failed};
-use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
+use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -51,6 +51,12 @@ enum Role {
     Train,
     Test,
     Dropped,
+}
+
+impl Params for SplitParams {
+    fn validate(&self) -> Result<(), params::ParamError> {
+        params::positive_int("min_clicks", self.min_clicks.into())
+    }
 }
 
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
@@ -93,19 +99,44 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     for &s in &users.dropped_seqs {
         role[slot(s).ok_or_else(bad_seq)?] = Role::Dropped;
     }
-    let mut seen = vec![false; rows];
-    let mut roles: Vec<Vec<Role>> = Vec::with_capacity(clicks.len());
-    for seq in &seqs {
+    let roles = roles_by_row_group(&seqs, &role, &slot).ok_or_else(bad_seq)?;
+    let (train, test) = write_split(ctx, &clicks, &roles)?;
+    let mut report = Report::default();
+    report.rows.insert(TRAIN.name.into(), train);
+    report.rows.insert(TEST.name.into(), test);
+    report.metrics.insert("dropped_users".into(), dropped as f64);
+    report.metrics.insert("test_users".into(), test as f64);
+    if dropped > 0 {
+        report.notes.push(format!("{dropped} user(s) with fewer than {} clicks dropped", p.min_clicks));
+    }
+    Ok(report)
+}
+
+/// The role of every row, row group by row group, from the role of every `seq`;
+/// None when a `seq` is missing, out of range or repeated.
+fn roles_by_row_group(
+    seqs: &[&Int64Array],
+    role: &[Role],
+    slot: &dyn Fn(i64) -> Option<usize>,
+) -> Option<Vec<Vec<Role>>> {
+    let mut seen = vec![false; role.len()];
+    let mut roles: Vec<Vec<Role>> = Vec::with_capacity(seqs.len());
+    for seq in seqs {
         let mut part = Vec::with_capacity(seq.len());
         for s in seq.iter() {
-            let s = s.and_then(slot).ok_or_else(bad_seq)?;
+            let s = s.and_then(slot)?;
             if std::mem::replace(&mut seen[s], true) {
-                return Err(bad_seq());
+                return None;
             }
             part.push(role[s]);
         }
         roles.push(part);
     }
+    Some(roles)
+}
+
+/// Writes the training and test rows; returns their counts.
+fn write_split(ctx: &StageCtx, clicks: &[RecordBatch], roles: &[Vec<Role>]) -> Result<(u64, u64), StageError> {
     let rows_of = |k: usize, wanted: Role| {
         let mask: BooleanArray = roles[k].iter().map(|&r| Some(r == wanted)).collect();
         filter_record_batch(&clicks[k], &mask).map_err(failed)
@@ -129,15 +160,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
             test.finish()
         },
     );
-    let mut report = Report::default();
-    report.rows.insert(TRAIN.name.into(), train?);
-    report.rows.insert(TEST.name.into(), test?);
-    report.metrics.insert("dropped_users".into(), dropped as f64);
-    report.metrics.insert("test_users".into(), report.rows["test"] as f64);
-    if dropped > 0 {
-        report.notes.push(format!("{dropped} user(s) with fewer than {} clicks dropped", p.min_clicks));
-    }
-    Ok(report)
+    Ok((train?, test?))
 }
 
 /// Whether the rows are ordered by (timestamp, seq), nulls in neither.
@@ -218,8 +241,8 @@ fn last_clicks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NoProgress;
-    use crate::clicks::ClickLog;
+    use crate::schema::clicks::ClickLog;
+    use dagrun_kind::NoProgress;
     use datafusion::arrow::array::StringArray;
     use std::collections::BTreeMap;
     use std::path::PathBuf;

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::Int64Array;
 use serde::{Deserialize, Serialize};
 
-use crate::clicks::{CLICKS_OUTPUT, USERS_OUTPUT, write_clicks, write_users};
 use crate::rng::{Alias, Rng};
-use crate::{KindSpec, OutputSpec, Report, StageCtx, StageError, params};
+use crate::schema::clicks::{CLICKS_OUTPUT, USERS_OUTPUT, write_clicks, write_users};
+use dagrun_kind::{KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -60,11 +60,16 @@ struct Catalog {
     rank: Vec<u32>,
 }
 
+impl Params for SynthParams {
+    fn validate(&self) -> Result<(), params::ParamError> {
+        params::positive_int("users", self.users.into())?;
+        params::positive_int("items", self.items.into())?;
+        params::positive_int("topics", self.topics.into())
+    }
+}
+
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: SynthParams = params::typed(ctx.params)?;
-    if p.users == 0 || p.items == 0 || p.topics == 0 {
-        return Err(StageError::BadInput("synth: users, items and topics must be at least 1".into()));
-    }
     let mut rng = Rng::new(p.seed);
     let catalog = make_catalog(&p, &mut rng);
 

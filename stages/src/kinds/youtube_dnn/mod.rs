@@ -12,13 +12,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array};
 use serde::{Deserialize, Serialize};
 
+use crate::model::{EmbeddingTable, Model, ModelConfig, Users, normalize, tower_forward, user_input};
 use crate::rng::Rng;
+use crate::schema::clicks::ITEM;
+use crate::schema::encoded::vocab_rows;
+use crate::schema::examples::Examples;
 use crate::table::{self, failed};
-use crate::youtube_dnn::{Examples, Model, ModelConfig, Table, Users, normalize, tower_forward, user_input};
-use crate::{Format, KindSpec, OutputSpec, Report, StageCtx, StageError, params};
+use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
 mod sampler;
 mod sparse;
@@ -118,6 +121,37 @@ pub const SPEC: KindSpec = KindSpec {
     run,
 };
 
+impl TrainParams {
+    /// Tower layer sizes, the default filled in.
+    fn hidden(&self) -> Vec<usize> {
+        self.hidden_units.clone().unwrap_or_else(|| vec![64, self.emb_dim])
+    }
+}
+
+impl Params for TrainParams {
+    fn validate(&self) -> Result<(), params::ParamError> {
+        params::positive_int("emb_dim", self.emb_dim as u64)?;
+        let hidden = self.hidden();
+        params::ensure(!hidden.contains(&0) && hidden.last() == Some(&self.emb_dim), "hidden_units", || {
+            format!(
+                "{hidden:?}: sizes are at least 1, and the last is the user vector, so it must equal emb_dim {}",
+                self.emb_dim
+            )
+        })?;
+        params::positive("temperature", self.temperature)?;
+        params::positive("lr", self.lr)?;
+        params::within("lr_end", self.lr_end, 0.0, 1.0)?;
+        params::within("weight_decay", self.weight_decay, 0.0, f64::MAX)?;
+        params::within("distortion", self.distortion, 0.0, f64::MAX)?;
+        params::positive_int("batch_size", self.batch_size as u64)?;
+        params::positive_int("epochs", self.epochs as u64)?;
+        params::ensure(self.loss == Loss::InBatch || self.num_sampled >= 1, "num_sampled", || {
+            "must be at least 1 unless loss is in_batch".into()
+        })?;
+        crate::model::DeviceName::parse(&self.device).map(|_| ()).map_err(|m| params::ParamError::at("device", m))
+    }
+}
+
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     // The tower's tensors are tiny: candle's ops run faster on one thread than split
     // over several (measured: 1.72 s vs 2.24 s for 3 epochs of MovieLens-100k).
@@ -127,23 +161,15 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 
 fn train(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: TrainParams = params::typed(ctx.params)?;
-    let hidden = p.hidden_units.clone().unwrap_or_else(|| vec![64, p.emb_dim]);
-    if hidden.last() != Some(&p.emb_dim) || hidden.contains(&0) || p.emb_dim == 0 {
-        return Err(StageError::BadInput(format!(
-            "youtube_dnn: the last of hidden_units {hidden:?} is the user vector and must equal emb_dim {}",
-            p.emb_dim
-        )));
-    }
-    if p.batch_size == 0 || p.temperature <= 0.0 || p.lr <= 0.0 {
-        return Err(StageError::BadInput("youtube_dnn: batch_size, temperature and lr must be positive".into()));
-    }
-    let (device, note) = crate::youtube_dnn::device(&p.device)?;
-    let examples = Examples::read(ctx.input("samples")?, true)?;
+    let hidden = p.hidden();
+    let (device, note) = crate::model::device(&p.device)?;
+    // The item table is as big as the vocabulary; every example's items must fit it.
+    let items = vocab_rows(ctx.input("vocab")?, ITEM)?;
+    let examples = Examples::read(ctx.input("samples")?, true, items)?;
     if examples.is_empty() {
         return Err(StageError::BadInput("youtube_dnn: the samples hold no positive training example".into()));
     }
     let users = Users::read(ctx.input("users")?, p.use_user_id)?;
-    let items = item_count(ctx.input("vocab")?)?.max(examples.item.iter().copied().max().unwrap_or(0) as usize + 1);
     let age_max = examples.age.iter().copied().fold(1.0f32, f32::max);
     let config = ModelConfig {
         emb_dim: p.emb_dim,
@@ -208,25 +234,18 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
     Ok(report)
 }
 
-/// Item table rows (with padding) from `encode.vocab`.
-fn item_count(vocab: &std::path::Path) -> Result<usize, StageError> {
-    let b = table::read(vocab)?;
-    let feature = table::column::<StringArray>(&b, "feature", vocab)?;
-    Ok(feature.iter().filter(|f| *f == Some(crate::clicks::ITEM)).count() + 1)
-}
-
 struct Trainer {
     p: TrainParams,
     config: ModelConfig,
     device: Device,
-    items: Table,
-    features: Vec<Table>,
+    items: EmbeddingTable,
+    features: Vec<EmbeddingTable>,
     item_adam: LazyAdam,
     feature_adam: Vec<LazyAdam>,
     tower: Vec<(Var, Var)>,
     /// Host copies of the tower's weights and biases with their Adam moments; a few
     /// thousand floats updated in one loop beat candle's optimiser's dozens of tiny ops.
-    tower_host: Vec<(Table, LazyAdam)>,
+    tower_host: Vec<(EmbeddingTable, LazyAdam)>,
     sampler: CandidateSampler,
     /// ln of each item's share of training targets (in-batch log-Q correction).
     log_freq: Vec<f32>,
@@ -241,13 +260,13 @@ impl Trainer {
     fn new(p: &TrainParams, config: ModelConfig, ex: &Examples, device: Device) -> Result<Trainer, StageError> {
         let mut rng = Rng::new(p.seed);
         let d = config.emb_dim;
-        let table = |rows: usize, std: f32, rng: &mut Rng| Table {
+        let table = |rows: usize, std: f32, rng: &mut Rng| EmbeddingTable {
             rows,
             dim: d,
             data: (0..rows * d).map(|i| if i < d { 0.0 } else { rng.normal() as f32 * std }).collect(),
         };
         let items = table(config.items, 0.1, &mut rng);
-        let features: Vec<Table> = config.features.iter().map(|f| table(f.vocab, 0.1, &mut rng)).collect();
+        let features: Vec<EmbeddingTable> = config.features.iter().map(|f| table(f.vocab, 0.1, &mut rng)).collect();
         let mut tower = Vec::new();
         let mut fan_in = config.input_dim();
         for &out in &config.hidden_units {
@@ -262,7 +281,7 @@ impl Trainer {
         for (w, b) in &tower {
             for v in [w, b] {
                 let data = v.as_tensor().flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(failed)?;
-                tower_host.push((Table { rows: 1, dim: data.len(), data }, LazyAdam::new(v.elem_count())));
+                tower_host.push((EmbeddingTable { rows: 1, dim: data.len(), data }, LazyAdam::new(v.elem_count())));
             }
         }
         let mut counts = vec![0f64; config.items];

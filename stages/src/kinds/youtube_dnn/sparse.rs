@@ -1,7 +1,7 @@
 //! Row-sparse training of the embedding tables: per-step gradient rows and a lazy
 //! Adam that touches only the rows a batch used.
 
-use crate::youtube_dnn::Table;
+use crate::model::EmbeddingTable;
 
 /// Adam moments of one embedding table, updated row by row.
 pub(super) struct LazyAdam {
@@ -19,7 +19,7 @@ impl LazyAdam {
     }
 
     /// Applies `grad` to row `row` of `table`; `lr_t` carries the bias correction.
-    pub(super) fn update(&mut self, table: &mut Table, row: usize, grad: &[f32], lr_t: f32, decay: f32) {
+    pub(super) fn update(&mut self, table: &mut EmbeddingTable, row: usize, grad: &[f32], lr_t: f32, decay: f32) {
         let d = table.dim;
         let (m, v) = (&mut self.m[row * d..(row + 1) * d], &mut self.v[row * d..(row + 1) * d]);
         let w = table.row_mut(row);
@@ -62,7 +62,7 @@ impl SparseGrad {
     }
 
     /// Applies every accumulated row with Adam, then forgets them.
-    pub(super) fn apply(&mut self, table: &mut Table, adam: &mut LazyAdam, lr_t: f32, decay: f32) {
+    pub(super) fn apply(&mut self, table: &mut EmbeddingTable, adam: &mut LazyAdam, lr_t: f32, decay: f32) {
         for (s, &row) in self.rows.iter().enumerate() {
             adam.update(table, row as usize, &self.grad[s * self.dim..(s + 1) * self.dim], lr_t, decay);
             self.slot[row as usize] = u32::MAX;

@@ -36,11 +36,11 @@ fn accidental_hits_and_in_batch_duplicates_are_masked() {
 
 #[test]
 fn pooling_is_the_mean_of_the_history() {
-    let t = Table { rows: 3, dim: 2, data: vec![0.0, 0.0, 1.0, 2.0, 3.0, 6.0] };
+    let t = EmbeddingTable { rows: 3, dim: 2, data: vec![0.0, 0.0, 1.0, 2.0, 3.0, 6.0] };
     let mut out = [9.0; 2];
-    crate::youtube_dnn::pool(&t, &[1, 2], &mut out);
+    crate::model::pool(&t, &[1, 2], &mut out);
     assert_eq!(out, [2.0, 4.0]);
-    crate::youtube_dnn::pool(&t, &[], &mut out);
+    crate::model::pool(&t, &[], &mut out);
     assert_eq!(out, [0.0, 0.0], "an empty history pools to zeros");
 }
 
@@ -177,7 +177,7 @@ fn sparse_gradient_matches_candles_dense_one() {
                 .unwrap()
                 .mean_keepdim(0)
                 .unwrap();
-            let age = Tensor::from_slice(&crate::youtube_dnn::age_features(ex.age[i], 1.0), (1, 3), &dev).unwrap();
+            let age = Tensor::from_slice(&crate::model::age_features(ex.age[i], 1.0), (1, 3), &dev).unwrap();
             rows.push(Tensor::cat(&[&pooled, &age], 1).unwrap());
         }
         let x_dense = Tensor::cat(&rows, 0).unwrap();

@@ -1,4 +1,6 @@
-//! Checking a stage's params against its param struct, with defaults filled in.
+//! Checking a stage's params against its param struct and validating their values,
+//! with defaults filled in: the engine calls this when a pipeline loads, so a bad
+//! value is reported at its YAML line before any stage runs.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,11 +14,47 @@ pub struct ParamError {
     pub message: String,
 }
 
-/// Checks `value` (a JSON object) against `P` and returns it with every default filled in.
+impl ParamError {
+    /// A bad value of param `key`.
+    pub fn at(key: &str, message: impl Into<String>) -> ParamError {
+        ParamError { key: Some(key.to_string()), message: message.into() }
+    }
+}
+
+/// A kind's param struct: serde gives the shape and the defaults, `validate` the
+/// rules types cannot say (ranges, names, agreement between params).
+pub trait Params: DeserializeOwned + Serialize {
+    fn validate(&self) -> Result<(), ParamError> {
+        Ok(())
+    }
+}
+
+/// `Err` naming `key` unless `ok`.
+pub fn ensure(ok: bool, key: &str, message: impl FnOnce() -> String) -> Result<(), ParamError> {
+    if ok { Ok(()) } else { Err(ParamError::at(key, message())) }
+}
+
+/// `key` must be at least 1.
+pub fn positive_int(key: &str, value: u64) -> Result<(), ParamError> {
+    ensure(value >= 1, key, || format!("must be at least 1, not {value}"))
+}
+
+/// `key` must be a finite number above 0.
+pub fn positive(key: &str, value: f64) -> Result<(), ParamError> {
+    ensure(value.is_finite() && value > 0.0, key, || format!("must be a number above 0, not {value}"))
+}
+
+/// `key` must be a finite number in `lo..=hi`.
+pub fn within(key: &str, value: f64, lo: f64, hi: f64) -> Result<(), ParamError> {
+    ensure(value.is_finite() && (lo..=hi).contains(&value), key, || format!("must lie in [{lo}, {hi}], not {value}"))
+}
+
+/// Checks `value` (a JSON object) against `P`, validates it and returns it with every
+/// default filled in.
 ///
 /// Each key is first tried on its own (every field of a param struct has a default),
 /// so an ill-typed value is reported against its key instead of against the whole map.
-pub fn check<P: DeserializeOwned + Serialize>(value: serde_json::Value) -> Result<serde_json::Value, ParamError> {
+pub fn check<P: Params>(value: serde_json::Value) -> Result<serde_json::Value, ParamError> {
     let serde_json::Value::Object(map) = value else {
         return Err(ParamError { key: None, message: "params must be a mapping".into() });
     };
@@ -28,11 +66,12 @@ pub fn check<P: DeserializeOwned + Serialize>(value: serde_json::Value) -> Resul
     }
     let typed: P = serde_json::from_value(serde_json::Value::Object(map))
         .map_err(|e| ParamError { key: None, message: strip_position(&e.to_string()) })?;
+    typed.validate()?;
     serde_json::to_value(typed).map_err(|e| ParamError { key: None, message: e.to_string() })
 }
 
 /// Reads already-checked params into the kind's struct.
-pub fn typed<P: DeserializeOwned>(value: &serde_json::Value) -> Result<P, crate::StageError> {
+pub fn typed<P: Params>(value: &serde_json::Value) -> Result<P, crate::StageError> {
     P::deserialize(value).map_err(|e| crate::StageError::Failed(format!("params: {e}")))
 }
 
@@ -62,6 +101,11 @@ mod tests {
             P { ratio: 5, name: "x".into() }
         }
     }
+    impl Params for P {
+        fn validate(&self) -> Result<(), ParamError> {
+            positive_int("ratio", self.ratio.into())
+        }
+    }
 
     #[test]
     fn fills_defaults() {
@@ -81,5 +125,21 @@ mod tests {
         let e = check::<P>(json!({"ratoi": 1})).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("ratoi"));
         assert!(e.message.contains("unknown field `ratoi`"), "{}", e.message);
+    }
+
+    #[test]
+    fn validates_values_after_types() {
+        let e = check::<P>(json!({"ratio": 0})).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("ratio"));
+        assert_eq!(e.message, "must be at least 1, not 0");
+    }
+
+    #[test]
+    fn number_rules_reject_nan_and_bounds() {
+        assert!(positive("lr", f64::NAN).is_err());
+        assert!(positive("lr", 0.0).is_err());
+        assert!(positive("lr", 1e-9).is_ok());
+        assert!(within("p", 1.0, 0.0, 1.0).is_ok());
+        assert_eq!(within("p", 1.5, 0.0, 1.0).unwrap_err().message, "must lie in [0, 1], not 1.5");
     }
 }

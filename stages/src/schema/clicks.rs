@@ -13,7 +13,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 
 use crate::table;
-use crate::{Format, OutputSpec, StageError};
+use dagrun_kind::{Format, OutputSpec, StageError};
 
 /// The outputs of every click-log source (`synth`, `ingest`).
 pub const CLICKS_OUTPUT: OutputSpec = OutputSpec { name: "clicks", format: Format::Parquet };

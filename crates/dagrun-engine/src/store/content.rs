@@ -57,7 +57,7 @@ impl InputIndex {
         if !self.changed {
             return Ok(());
         }
-        crate::store::write_atomic(file, &serde_json::to_vec(&self.entries)?)
+        super::write_atomic(file, &serde_json::to_vec(&self.entries)?)
     }
 
     /// The content hash of a file, or of a directory: the relative path and hash of

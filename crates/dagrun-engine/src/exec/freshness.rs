@@ -1,4 +1,5 @@
-//! Which stages are fresh, stale (and exactly why) or new, without running anything.
+//! Which stages are fresh, stale (and exactly why) or new, without running anything:
+//! what `run` starts from, and what `status` and `--dry-run` print.
 //!
 //! Upstream outputs are known by the hashes their records hold, so nothing the store
 //! already vouches for is hashed again; external inputs go through the stamp index.
@@ -9,10 +10,9 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::Error;
-use crate::fingerprint::{Fingerprint, STORE_FORMAT};
-use crate::hash::InputIndex;
-use crate::kind::Kind;
-use crate::pipeline::{Pipeline, Source, Stage};
+use crate::cache::Fingerprint;
+use crate::pipeline::{Kind, Pipeline, Source, Stage};
+use crate::store::content::InputIndex;
 use crate::store::{Record, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,57 +45,41 @@ pub struct StageStatus {
     pub record: Option<Record>,
 }
 
-/// The code fingerprint of a stage: the kind's source hash, or a `cmd` stage's command.
-pub fn code_of(stage: &Stage) -> String {
-    match stage.kind {
-        Kind::Builtin(spec) => spec.fingerprint.to_string(),
-        Kind::Cmd => {
-            let command = stage.command.as_deref().unwrap_or_default();
-            blake3::hash(format!("cmd\0{command}").as_bytes()).to_hex().to_string()
+/// The upstream stages of `stage` that have no record in `upstream_records`, once each.
+pub fn missing_upstream(stage: &Stage, upstream_records: &BTreeMap<String, Record>) -> Vec<String> {
+    let mut missing: Vec<String> = Vec::new();
+    for source in stage.inputs.values() {
+        if let Source::Stage { stage: up, .. } = source
+            && !upstream_records.contains_key(up)
+            && !missing.contains(up)
+        {
+            missing.push(up.clone());
         }
     }
+    missing
 }
 
-/// The fingerprint of `stage` given the content hashes of its inputs.
-pub fn fingerprint_of(stage: &Stage, input_hashes: BTreeMap<String, String>) -> Fingerprint {
-    Fingerprint {
-        kind: stage.kind.name().to_string(),
-        code: code_of(stage),
-        params: stage.params.clone(),
-        inputs: input_hashes,
-        outputs: stage.outputs.iter().map(|o| format!("{}.{}", o.name, o.ext)).collect(),
-        store_format: STORE_FORMAT,
-    }
-}
-
-/// Content hashes of a stage's inputs, given the records of its upstream stages;
-/// `Err(names)` lists the upstream stages that have no usable record.
+/// Content hashes of a stage's inputs: upstream outputs as their records hold them
+/// (every upstream stage must have one: see [`missing_upstream`]), files and
+/// directories through the stamp index.
 pub fn input_hashes(
     stage: &Stage,
     upstream_records: &BTreeMap<String, Record>,
     index: &mut InputIndex,
-) -> Result<Result<BTreeMap<String, String>, Vec<String>>, Error> {
+) -> Result<BTreeMap<String, String>, Error> {
     let mut hashes = BTreeMap::new();
-    let mut missing = Vec::new();
     for (name, source) in &stage.inputs {
-        match source {
-            Source::Path(p) => {
-                hashes.insert(name.clone(), index.hash_path(p).map_err(Error::io(p))?);
-            }
-            Source::Stage { stage: up, output } => match upstream_records.get(up) {
-                Some(r) => {
-                    let hash = r.outputs.get(output).map(|o| o.hash.clone()).unwrap_or_default();
-                    hashes.insert(name.clone(), hash);
-                }
-                None => {
-                    if !missing.contains(up) {
-                        missing.push(up.clone());
-                    }
-                }
-            },
-        }
+        let hash = match source {
+            Source::Path(p) => index.hash_path(p).map_err(Error::io(p))?,
+            Source::Stage { stage: up, output } => upstream_records
+                .get(up)
+                .and_then(|r| r.outputs.get(output))
+                .map(|o| o.hash.clone())
+                .ok_or_else(|| Error::Internal(format!("stage `{}`: no record of `{up}.{output}`", stage.name)))?,
+        };
+        hashes.insert(name.clone(), hash);
     }
-    Ok(if missing.is_empty() { Ok(hashes) } else { Err(missing) })
+    Ok(hashes)
 }
 
 /// Where each input of `stage` reads from, as records keep it.
@@ -115,42 +99,19 @@ pub fn compute(
     for (i, stage) in p.stages.iter().enumerate() {
         let last = store.latest_record(&stage.name);
         let last_duration_s = last.as_ref().map(|r| r.duration_s);
-        let hashes = input_hashes(stage, &fresh, index)?;
-        let (state, reasons, record) = match hashes {
-            Err(upstream) => {
-                let reasons = upstream
-                    .iter()
-                    .map(|u| {
-                        let st = out.iter().find(|s| &s.stage == u).map(|s| s.state).unwrap_or(State::New);
-                        format!("upstream {u} is {st}")
-                    })
-                    .collect();
-                (if last.is_some() { State::Stale } else { State::New }, reasons, None)
-            }
-            Ok(hashes) => {
-                let fp = fingerprint_of(stage, hashes);
-                let key = fp.key();
-                let hit = match &last {
-                    Some(r) if r.key == key => Some(r.clone()),
-                    _ => store.read_record(&key),
-                }
-                .filter(|r| store.has_outputs(r));
-                match (hit, &last) {
-                    (Some(r), _) if !forced[i] => (State::Fresh, Vec::new(), Some(r)),
-                    (Some(_), _) => (State::Stale, vec!["forced".to_string()], None),
-                    (None, None) => (State::New, Vec::new(), None),
-                    (None, Some(last)) => {
-                        let mut reasons = explain(&last.fingerprint, &last.sources, &fp, stage);
-                        if reasons.is_empty() {
-                            reasons.push("outputs missing from the store".to_string());
-                        }
-                        if forced[i] {
-                            reasons.insert(0, "forced".to_string());
-                        }
-                        (State::Stale, reasons, None)
-                    }
-                }
-            }
+        let missing = missing_upstream(stage, &fresh);
+        let (state, reasons, record) = if missing.is_empty() {
+            let fp = Fingerprint::of(stage, input_hashes(stage, &fresh, index)?);
+            judge(store, stage, &fp, last.as_ref(), forced[i])
+        } else {
+            let reasons = missing
+                .iter()
+                .map(|u| {
+                    let st = out.iter().find(|s| &s.stage == u).map(|s| s.state).unwrap_or(State::New);
+                    format!("upstream {u} is {st}")
+                })
+                .collect();
+            (if last.is_some() { State::Stale } else { State::New }, reasons, None)
         };
         if let Some(r) = &record {
             fresh.insert(stage.name.clone(), r.clone());
@@ -158,6 +119,38 @@ pub fn compute(
         out.push(StageStatus { stage: stage.name.clone(), state, reasons, last_duration_s, record });
     }
     Ok(out)
+}
+
+/// A stage whose inputs are known: fresh when a record of its key has every output,
+/// otherwise stale (with the reasons) or new.
+fn judge(
+    store: &Store,
+    stage: &Stage,
+    fp: &Fingerprint,
+    last: Option<&Record>,
+    forced: bool,
+) -> (State, Vec<String>, Option<Record>) {
+    let key = fp.key();
+    let hit = match last {
+        Some(r) if r.key == key => Some(r.clone()),
+        _ => store.read_record(&key),
+    }
+    .filter(|r| store.has_outputs(r));
+    match (hit, last) {
+        (Some(r), _) if !forced => (State::Fresh, Vec::new(), Some(r)),
+        (Some(_), _) => (State::Stale, vec!["forced".to_string()], None),
+        (None, None) => (State::New, Vec::new(), None),
+        (None, Some(last)) => {
+            let mut reasons = explain(&last.fingerprint, &last.sources, fp, stage);
+            if reasons.is_empty() {
+                reasons.push("outputs missing from the store".to_string());
+            }
+            if forced {
+                reasons.insert(0, "forced".to_string());
+            }
+            (State::Stale, reasons, None)
+        }
+    }
 }
 
 /// Why `new` differs from the fingerprint of the last execution, in words.

@@ -1,8 +1,11 @@
-//! The cache key of a stage execution: one struct holds everything that goes into it.
+//! The cache key of a stage execution: one struct holds everything that goes into
+//! it, with a canonical encoding whose hashes the tests pin.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::pipeline::{Kind, Stage};
 
 /// Bumped when the store's layout or the meaning of a record changes; part of every key.
 pub const STORE_FORMAT: u32 = 1;
@@ -35,6 +38,29 @@ impl Fingerprint {
     /// The cache key: blake3 of the canonical encoding, hex.
     pub fn key(&self) -> String {
         blake3::hash(self.canonical().as_bytes()).to_hex().to_string()
+    }
+
+    /// The fingerprint of `stage` given the content hashes of its inputs.
+    pub fn of(stage: &Stage, input_hashes: BTreeMap<String, String>) -> Fingerprint {
+        Fingerprint {
+            kind: stage.kind.name().to_string(),
+            code: code_of(stage),
+            params: stage.params.clone(),
+            inputs: input_hashes,
+            outputs: stage.outputs.iter().map(|o| format!("{}.{}", o.name, o.ext)).collect(),
+            store_format: STORE_FORMAT,
+        }
+    }
+}
+
+/// The code fingerprint of a stage: the kind's source hash, or a `cmd` stage's command.
+fn code_of(stage: &Stage) -> String {
+    match stage.kind {
+        Kind::Builtin(spec) => spec.fingerprint.to_string(),
+        Kind::Cmd => {
+            let command = stage.command.as_deref().unwrap_or_default();
+            blake3::hash(format!("cmd\0{command}").as_bytes()).to_hex().to_string()
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::fs;
 
+use super::Store;
 use crate::Error;
-use crate::store::Store;
 
 /// One object whose bytes no longer match its name.
 #[derive(Debug)]
@@ -16,11 +16,11 @@ pub struct Corrupt {
 
 /// Checks every object; returns the corrupt ones (already quarantined).
 pub fn verify(store: &Store) -> Result<(usize, Vec<Corrupt>), Error> {
-    let _lock = crate::lock::acquire(&store.root, "verify", false)?;
+    let _lock = super::lock::acquire(&store.root, "verify", false)?;
     let objects = store.list_objects();
     let mut corrupt = Vec::new();
     for (path, hash, ext) in &objects {
-        let actual = crate::hash::hash_file(path).map_err(Error::io(path))?;
+        let actual = super::content::hash_file(path).map_err(Error::io(path))?;
         if &actual == hash {
             continue;
         }

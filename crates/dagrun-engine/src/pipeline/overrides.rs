@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::pipeline::PipelineError;
+use super::PipelineError;
 
 /// Command-line changes applied on top of the file: `-P stage.param=value`, `-I stage.input=PATH`.
 #[derive(Debug, Default, Clone)]

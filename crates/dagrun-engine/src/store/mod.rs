@@ -4,15 +4,27 @@
 //! Order of writes makes a crash harmless: outputs are written in `tmp/`, hashed
 //! and renamed into `objects/`; the record is written last, atomically; `latest/`
 //! follows the record. A record therefore never points at a missing or partial object.
+//!
+//! `atomic` writes files whole, `content` hashes files and directories (with the
+//! stamp index of external inputs), `lock` is the run lock, `gc` and `verify` the
+//! commands that take the whole store.
+
+mod atomic;
+pub mod content;
+pub mod gc;
+pub mod lock;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fingerprint::Fingerprint;
+pub use atomic::write_atomic;
+
+use crate::cache::Fingerprint;
 
 /// A problem with the store that the user can act on (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +154,7 @@ impl Store {
 
     /// Moves a finished output file into `objects/` under its content hash.
     pub fn put_object(&self, file: &Path, ext: &str) -> io::Result<StoredOutput> {
-        let hash = crate::hash::hash_file(file)?;
+        let hash = content::hash_file(file)?;
         let bytes = fs::metadata(file)?.len();
         let dest = self.object_path(&hash, ext);
         if dest.is_file() {
@@ -238,16 +250,4 @@ fn list_dir(dir: &Path) -> Vec<PathBuf> {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&fs::read(path).ok()?).ok()
-}
-
-/// Writes `bytes` to `path` so that readers see the old file or the whole new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().expect("store paths have a parent");
-    fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::fs;
 
+use super::Store;
 use crate::Error;
-use crate::store::Store;
 
 /// What `gc` removed (or would remove, with `dry_run`).
 #[derive(Debug, Default)]
@@ -18,7 +18,7 @@ pub struct GcReport {
 /// Keeps the records of the last `keep_runs` runs and the newest record of every
 /// stage in `latest/`, and every object they name; removes the rest.
 pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> Result<GcReport, Error> {
-    let _lock = if dry_run { None } else { Some(crate::lock::acquire(&store.root, "gc", false)?) };
+    let _lock = if dry_run { None } else { Some(super::lock::acquire(&store.root, "gc", false)?) };
     let runs = store.list_runs();
     let mut keep_keys: BTreeSet<String> =
         runs.iter().rev().take(keep_runs).flat_map(|r| r.stages.iter().filter_map(|e| e.key.clone())).collect();

@@ -9,13 +9,13 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use datafusion::arrow::array::{Array, Float32Array, Int32Array, ListArray};
+use datafusion::arrow::array::{Array, Float32Array, Int32Array};
 use serde::{Deserialize, Serialize};
 
-use crate::kinds::encode::USER_IDX;
-use crate::kinds::sample::{EXAMPLE_AGE, HIST};
+use crate::schema::encoded::{USER_IDX, check_indices, dense_limit};
 use crate::table;
-use crate::{StageError, table::failed};
+use crate::table::failed;
+use dagrun_kind::StageError;
 
 /// A categorical user feature and its vocabulary size (with padding).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +95,8 @@ impl Users {
         for field in b.schema().fields().iter().filter(|f| f.name() != USER_IDX) {
             let col = b.column_by_name(field.name()).expect("field of this batch");
             if let Some(c) = col.as_any().downcast_ref::<Int32Array>() {
+                // A feature's table has a row per code: codes are dense, so at most one per user.
+                check_indices(path, field.name(), c.values(), dense_limit(b.num_rows()))?;
                 let codes: Vec<i32> = by_user(&|r| c.value(r) as f32).into_iter().map(|x| x as i32).collect();
                 let vocab = codes.iter().copied().max().unwrap_or(0) as usize + 1;
                 users.codes.push(codes);
@@ -108,69 +110,15 @@ impl Users {
     }
 }
 
-/// Examples column-wise: user, target item, history (CSR), example age.
-pub struct Examples {
-    pub user: Vec<i32>,
-    pub item: Vec<i32>,
-    pub hist_offsets: Vec<usize>,
-    pub hist: Vec<i32>,
-    pub age: Vec<f32>,
-}
-
-impl Examples {
-    /// Reads a `sample` table; with `positives_only`, rows with label 0 are left out.
-    pub fn read(path: &Path, positives_only: bool) -> Result<Examples, StageError> {
-        use crate::kinds::encode::ITEM_IDX;
-        use crate::kinds::sample::LABEL;
-        use datafusion::arrow::array::Int8Array;
-        let b = table::read(path)?;
-        let user = table::column::<Int32Array>(&b, USER_IDX, path)?;
-        let item = table::column::<Int32Array>(&b, ITEM_IDX, path)?;
-        let label = table::column::<Int8Array>(&b, LABEL, path)?;
-        let age = table::column::<Float32Array>(&b, EXAMPLE_AGE, path)?;
-        let hist = table::column::<ListArray>(&b, HIST, path)?;
-        let values =
-            hist.values().as_any().downcast_ref::<Int32Array>().ok_or_else(|| {
-                StageError::Failed(format!("{}: column `hist` must be a list of int32", path.display()))
-            })?;
-        let offsets = hist.value_offsets();
-        let mut ex = Examples { user: vec![], item: vec![], hist_offsets: vec![0], hist: vec![], age: vec![] };
-        for r in 0..b.num_rows() {
-            if positives_only && label.value(r) != 1 {
-                continue;
-            }
-            ex.user.push(user.value(r));
-            ex.item.push(item.value(r));
-            ex.age.push(age.value(r));
-            let (s, e) = (offsets[r] as usize, offsets[r + 1] as usize);
-            ex.hist.extend(values.values()[s..e].iter().filter(|&&h| h != 0));
-            ex.hist_offsets.push(ex.hist.len());
-        }
-        Ok(ex)
-    }
-
-    pub fn len(&self) -> usize {
-        self.user.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.user.is_empty()
-    }
-
-    pub fn hist_of(&self, i: usize) -> &[i32] {
-        &self.hist[self.hist_offsets[i]..self.hist_offsets[i + 1]]
-    }
-}
-
 /// A row-major embedding table.
 #[derive(Clone)]
-pub struct Table {
+pub struct EmbeddingTable {
     pub rows: usize,
     pub dim: usize,
     pub data: Vec<f32>,
 }
 
-impl Table {
+impl EmbeddingTable {
     pub fn row(&self, r: usize) -> &[f32] {
         &self.data[r * self.dim..(r + 1) * self.dim]
     }
@@ -183,18 +131,18 @@ impl Table {
         Tensor::from_slice(&self.data, (self.rows, self.dim), device).map_err(failed)
     }
 
-    pub fn from_tensor(t: &Tensor) -> Result<Table, StageError> {
+    pub fn from_tensor(t: &Tensor) -> Result<EmbeddingTable, StageError> {
         let (rows, dim) = t.dims2().map_err(failed)?;
         let data = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).map_err(failed)?;
-        Ok(Table { rows, dim, data })
+        Ok(EmbeddingTable { rows, dim, data })
     }
 }
 
 /// The model's parameters: embedding tables and tower layers (weight [out, in], bias [out]).
 pub struct Model {
     pub config: ModelConfig,
-    pub items: Table,
-    pub features: Vec<Table>,
+    pub items: EmbeddingTable,
+    pub features: Vec<EmbeddingTable>,
     pub tower: Vec<(Tensor, Tensor)>,
 }
 
@@ -228,11 +176,11 @@ impl Model {
         let mut take = |name: &str| {
             t.remove(name).ok_or_else(|| StageError::Failed(format!("{}: no tensor `{name}`", path.display())))
         };
-        let items = Table::from_tensor(&take("item_emb")?)?;
+        let items = EmbeddingTable::from_tensor(&take("item_emb")?)?;
         let features = config
             .features
             .iter()
-            .map(|f| Table::from_tensor(&take(&format!("feature.{}", f.name))?))
+            .map(|f| EmbeddingTable::from_tensor(&take(&format!("feature.{}", f.name))?))
             .collect::<Result<_, _>>()?;
         let mut tower = Vec::new();
         for k in 0..config.hidden_units.len() {
@@ -249,8 +197,8 @@ impl Model {
 #[allow(clippy::too_many_arguments)]
 pub fn user_input(
     config: &ModelConfig,
-    items: &Table,
-    features: &[Table],
+    items: &EmbeddingTable,
+    features: &[EmbeddingTable],
     users: &Users,
     user: i32,
     hist: &[i32],
@@ -274,7 +222,7 @@ pub fn user_input(
 }
 
 /// Mean of the history's item rows into `out` (zeros for an empty history).
-pub fn pool(items: &Table, hist: &[i32], out: &mut [f32]) {
+pub fn pool(items: &EmbeddingTable, hist: &[i32], out: &mut [f32]) {
     out.fill(0.0);
     if hist.is_empty() {
         return;
@@ -306,38 +254,49 @@ pub fn normalize(x: &Tensor) -> candle_core::Result<Tensor> {
     x.broadcast_div(&norm)
 }
 
-/// The device a `device` param names: `cpu`, `cuda`, `cuda:N` or `auto`; the note says
-/// what `auto` chose.
-pub fn device(name: &str) -> Result<(Device, Option<String>), StageError> {
-    let ordinal = |s: &str| {
-        s.parse::<usize>()
-            .map_err(|_| StageError::BadInput(format!("device `{name}`: expected cpu, cuda, cuda:N or auto")))
-    };
-    match name {
-        "cpu" => Ok((Device::Cpu, None)),
-        "auto" => {
-            if cfg!(feature = "cuda") && candle_core::utils::cuda_is_available() {
-                Ok((Device::new_cuda(0).map_err(failed)?, Some("device auto: using cuda:0".into())))
-            } else {
-                Ok((
-                    Device::Cpu,
-                    Some("device auto: no CUDA GPU (or built without the `cuda` feature), using the CPU".into()),
-                ))
+/// A `device` param: `cpu`, `cuda`, `cuda:N` or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceName {
+    Cpu,
+    Auto,
+    Cuda(usize),
+}
+
+impl DeviceName {
+    /// Parses a device name; a CUDA device in a build without the `cuda` feature is
+    /// an error too, so it is found when the pipeline loads.
+    pub fn parse(name: &str) -> Result<DeviceName, String> {
+        let expected = || format!("`{name}` is not a device: expected cpu, cuda, cuda:N or auto");
+        let parsed = match name {
+            "cpu" => DeviceName::Cpu,
+            "auto" => DeviceName::Auto,
+            "cuda" => DeviceName::Cuda(0),
+            _ => {
+                let n = name.strip_prefix("cuda:").ok_or_else(expected)?;
+                DeviceName::Cuda(n.parse().map_err(|_| expected())?)
             }
+        };
+        if matches!(parsed, DeviceName::Cuda(_)) && !cfg!(feature = "cuda") {
+            return Err(format!(
+                "`{name}`: this dagrun was built without CUDA; rebuild with `--features cuda` or use cpu or auto"
+            ));
         }
-        _ => {
-            let n = match name.strip_prefix("cuda") {
-                Some("") => 0,
-                Some(rest) => ordinal(rest.strip_prefix(':').unwrap_or("x"))?,
-                None => {
-                    return Err(StageError::BadInput(format!("device `{name}`: expected cpu, cuda, cuda:N or auto")));
-                }
-            };
-            if !cfg!(feature = "cuda") {
-                return Err(StageError::BadInput(format!(
-                    "device `{name}`: this dagrun was built without CUDA; rebuild with `--features cuda` or use device cpu/auto"
-                )));
-            }
+        Ok(parsed)
+    }
+}
+
+/// The device a `device` param names; the note says what `auto` chose.
+pub fn device(name: &str) -> Result<(Device, Option<String>), StageError> {
+    match DeviceName::parse(name).map_err(|e| StageError::BadInput(format!("device {e}")))? {
+        DeviceName::Cpu => Ok((Device::Cpu, None)),
+        DeviceName::Auto if cfg!(feature = "cuda") && candle_core::utils::cuda_is_available() => {
+            Ok((Device::new_cuda(0).map_err(failed)?, Some("device auto: using cuda:0".into())))
+        }
+        DeviceName::Auto => Ok((
+            Device::Cpu,
+            Some("device auto: no CUDA GPU (or built without the `cuda` feature), using the CPU".into()),
+        )),
+        DeviceName::Cuda(n) => {
             Ok((Device::new_cuda(n).map_err(|e| StageError::BadInput(format!("device `{name}`: {e}")))?, None))
         }
     }

@@ -4,6 +4,20 @@
 
 use std::collections::BTreeMap;
 
+use dagrun_kind::params::{self, ParamError};
+
+/// The largest cut-off a ranking is cut at: every user's top-K is held in memory.
+pub const MAX_K: usize = 100_000;
+
+/// A `ks` param: a non-empty list of cut-offs in 1..=MAX_K.
+pub fn check_ks(key: &str, ks: &[usize]) -> Result<(), ParamError> {
+    params::ensure(!ks.is_empty(), key, || "must list at least one cut-off, e.g. [10, 50]".into())?;
+    match ks.iter().find(|&&k| k == 0 || k > MAX_K) {
+        Some(k) => Err(ParamError::at(key, format!("cut-off {k} must lie in 1..={MAX_K}"))),
+        None => Ok(()),
+    }
+}
+
 /// One test user: the ranked candidates (best first), the held-out target, and the
 /// items the user clicked in training (sorted), for the `_excl` metrics.
 pub struct Ranked<'a> {

@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use crate::store::StoreError;
+use super::StoreError;
 
 /// Held while it lives.
 pub struct StoreLock {

@@ -1,29 +1,22 @@
-//! dagrun: runs a YAML-declared DAG of stages over content-hashed artifacts, rerunning
-//! a stage only when its params, its code or the content of an input changed.
+//! The dagrun engine: runs a YAML-declared DAG of stages over content-hashed
+//! artifacts, rerunning a stage only when its params, its code or the content of an
+//! input changed.
 //!
-//! The command line (`main.rs`) is a thin layer over the functions of these modules.
+//! It knows stage kinds only through the contract in `dagrun-kind`; the binary hands
+//! it a [`Catalog`] of built-in kinds. Layers point down: `exec` and `query` use
+//! `store`, `cache` and `pipeline`; `store` uses `cache` (a record holds its
+//! fingerprint); `cache` uses `pipeline`; `pipeline` uses nothing of the engine but
+//! this file.
 
-pub mod checks;
-pub mod cmd;
-pub mod dag;
-pub mod fingerprint;
-pub mod gc;
-pub mod hash;
-pub mod kind;
-pub mod lock;
-pub mod metrics;
-pub mod overrides;
+pub mod cache;
+pub mod exec;
 pub mod pipeline;
-pub mod run;
-pub mod show;
-pub mod sql;
-pub mod status;
+pub mod query;
 pub mod store;
-pub mod verify;
 
 use std::path::Path;
 
-pub use pipeline::PipelineError;
+pub use pipeline::{Catalog, PipelineError};
 pub use store::StoreError;
 
 /// Everything a dagrun command can fail with. User mistakes carry exit code 2,
@@ -45,6 +38,9 @@ pub enum Error {
     Corrupt(usize),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// A broken invariant of the engine: a bug, not the user's doing.
+    #[error("internal error: {0}; please report it")]
+    Internal(String),
 }
 
 impl Error {
@@ -52,7 +48,7 @@ impl Error {
         match self {
             Error::Pipeline(_) | Error::Store(_) | Error::Usage(_) => 2,
             Error::StagesFailed { bad_input: true, .. } => 2,
-            Error::StagesFailed { .. } | Error::Corrupt(_) | Error::Io { .. } => 1,
+            Error::StagesFailed { .. } | Error::Corrupt(_) | Error::Io { .. } | Error::Internal(_) => 1,
             Error::ChecksFailed(_) => 3,
         }
     }

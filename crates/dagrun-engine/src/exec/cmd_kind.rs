@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use dagrun_stages::{Report, StageError};
+use dagrun_kind::{Report, StageError};
 
 use crate::pipeline::Stage;
 

@@ -1,0 +1,174 @@
+//! `dagrun run`: executes stale stages in topological order, independent ones in
+//! parallel, with early cutoff (recompute, then compare: a stage whose outputs come
+//! out byte-identical leaves everything below it a cache hit).
+//!
+//! `freshness` says what is stale and why, `scheduler` settles the stages of a run,
+//! `job` executes one, `cmd_kind` is the engine's own kind for external programs.
+
+pub mod cmd_kind;
+pub mod freshness;
+mod job;
+mod scheduler;
+
+use std::io::Write;
+use std::time::Instant;
+
+use crate::Error;
+use crate::pipeline::Pipeline;
+use crate::pipeline::checks::{Check, Operand};
+use crate::store::content::InputIndex;
+use crate::store::{RunLog, Store};
+use freshness::State;
+use scheduler::Executor;
+
+/// What the user asked `dagrun run` for.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stages run at the same time (at least 1).
+    pub jobs: usize,
+    /// Stages to run even when fresh.
+    pub force: Vec<String>,
+    /// Run only these stages and what they need; empty means all.
+    pub targets: Vec<String>,
+    /// Wait for another run's lock instead of failing.
+    pub wait: bool,
+    /// Draw progress bars (on a terminal).
+    pub progress: bool,
+}
+
+/// How each stage of a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ran,
+    Cached,
+    Failed,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Ran => "ran",
+            Outcome::Cached => "cached",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// Turns stage names from the command line into indices.
+pub fn stage_indices(p: &Pipeline, names: &[String], what: &str) -> Result<Vec<usize>, Error> {
+    names
+        .iter()
+        .map(|n| {
+            p.index_of(n).ok_or_else(|| {
+                let known: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+                Error::Usage(format!("{what} `{n}`: no such stage; stages: {}", known.join(", ")))
+            })
+        })
+        .collect()
+}
+
+/// Which stages the run covers (targets and what they need) and which are forced.
+fn selection(p: &Pipeline, opts: &RunOptions) -> Result<(Vec<bool>, Vec<bool>), Error> {
+    let targets = stage_indices(p, &opts.targets, "target")?;
+    let needed = if targets.is_empty() { vec![true; p.stages.len()] } else { p.needed_by(&targets) };
+    let mut forced = vec![false; p.stages.len()];
+    for i in stage_indices(p, &opts.force, "--force")? {
+        forced[i] = true;
+    }
+    Ok((needed, forced))
+}
+
+/// Runs the pipeline; writes one line per stage to `out` and returns the run log.
+pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions, out: &mut dyn Write) -> Result<RunLog, Error> {
+    let (needed, forced) = selection(p, opts)?;
+    let _lock = crate::store::lock::acquire(&store.root, "run", opts.wait)?;
+    // Anything in tmp/ is left over from a killed run: never a result, safe to drop.
+    let _ = std::fs::remove_dir_all(store.tmp());
+    let started = Instant::now();
+    let started_unix = crate::now_secs();
+    let mut index = InputIndex::load(store.input_index());
+    let mut ex = Executor::new(p, store, opts, &needed, &forced);
+    let result = ex.drive(&mut index, out);
+    index.save().map_err(Error::io(&store.input_index()))?;
+    result?;
+
+    let log = RunLog {
+        id: run_id(),
+        pipeline: p.file.display().to_string(),
+        started: started_unix,
+        duration_s: started.elapsed().as_secs_f64(),
+        stages: ex.entries.iter().flatten().cloned().collect(),
+    };
+    store.write_run(&log).map_err(Error::io(&store.runs()))?;
+    let count = |o: Outcome| ex.outcomes.iter().filter(|x| **x == Some(o)).count();
+    let _ = writeln!(
+        out,
+        "{} stage(s): {} ran, {} cached, {} failed, {} skipped in {:.2}s (run {})",
+        ex.outcomes.iter().flatten().count(),
+        count(Outcome::Ran),
+        count(Outcome::Cached),
+        count(Outcome::Failed),
+        count(Outcome::Skipped),
+        log.duration_s,
+        log.id
+    );
+    let failed = count(Outcome::Failed);
+    if failed > 0 {
+        return Err(Error::StagesFailed { count: failed, bad_input: ex.bad_input });
+    }
+    run_checks(p, store, &needed, out)?;
+    Ok(log)
+}
+
+/// Prints the checks whose metrics all come from stages this run covered; a check
+/// that fails, or names a metric its stage did not produce, fails the run (exit 3).
+fn run_checks(p: &Pipeline, store: &Store, needed: &[bool], out: &mut dyn Write) -> Result<(), Error> {
+    let covered = |c: &Check| {
+        [&c.lhs, &c.rhs].into_iter().all(|o| match o {
+            Operand::Metric(m) => m.split_once('.').and_then(|(s, _)| p.index_of(s)).is_some_and(|i| needed[i]),
+            Operand::Number(_) => true,
+        })
+    };
+    let metrics = crate::query::metrics::current(p, store);
+    let mut failures = Vec::new();
+    for c in p.checks.iter().filter(|c| covered(c)) {
+        match c.holds(&metrics) {
+            Ok(()) => writeln!(out, "check ok     {c}"),
+            Err(why) => {
+                let line = writeln!(out, "check FAILED {why}");
+                failures.push(why);
+                line
+            }
+        }
+        .ok();
+    }
+    if failures.is_empty() { Ok(()) } else { Err(Error::ChecksFailed(failures)) }
+}
+
+/// Sortable and unique per process: milliseconds since the epoch, then the pid.
+fn run_id() -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("{ms:013}-{}", std::process::id())
+}
+
+/// Prints what `run` would do and why; runs nothing, takes no lock.
+pub fn dry_run(p: &Pipeline, store: &Store, opts: &RunOptions, out: &mut dyn Write) -> Result<(), Error> {
+    let (needed, forced) = selection(p, opts)?;
+    let mut index = InputIndex::load(store.input_index());
+    let statuses = freshness::compute(p, store, &mut index, &forced)?;
+    for (s, st) in statuses.iter().enumerate().filter(|(i, _)| needed[*i]).map(|(i, st)| (&p.stages[i], st)) {
+        let verb = match st.state {
+            State::Fresh => "skip",
+            State::Stale | State::New => "run",
+        };
+        let why = match (st.state, st.reasons.is_empty()) {
+            (State::Fresh, _) => "fresh".to_string(),
+            (State::New, true) => "never run".to_string(),
+            _ => st.reasons.join("; "),
+        };
+        let _ = writeln!(out, "{verb:<5} {:<20} {why}", s.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Read-only views of a pipeline and its store: the graph, artifacts, SQL, metrics.
+
+pub mod dag;
+pub mod metrics;
+pub mod show;
+pub mod sql;

@@ -1,0 +1,138 @@
+//! One function per command: load what it needs, call the engine, print the result.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use dagrun_engine::exec::RunOptions;
+use dagrun_engine::exec::freshness;
+use dagrun_engine::pipeline::{self, Overrides, Pipeline};
+use dagrun_engine::query::dag::DagFormat;
+use dagrun_engine::query::sql::SqlFormat;
+use dagrun_engine::store::Store;
+use dagrun_engine::store::content::InputIndex;
+use dagrun_engine::{Error, query, store};
+
+use super::{Cli, Command, Format, PipelineArgs, SqlOut};
+
+pub(super) fn dispatch(cli: &Cli) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    match &cli.command {
+        Command::Run { pipeline, targets, jobs, force, dry_run, wait } => {
+            let opts = RunOptions {
+                jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+                force: force.clone(),
+                targets: targets.clone(),
+                wait: *wait,
+                progress: std::io::stderr().is_terminal(),
+            };
+            run(cli, pipeline, &opts, *dry_run, &mut out)
+        }
+        Command::Status { pipeline, json } => status(cli, pipeline, *json, &mut out),
+        Command::Dag { pipeline, format } => {
+            let format = match format {
+                Format::Text => DagFormat::Text,
+                Format::Mermaid => DagFormat::Mermaid,
+                Format::Dot => DagFormat::Dot,
+            };
+            let _ = write!(out, "{}", query::dag::render(&load(pipeline, true)?, format));
+            Ok(())
+        }
+        Command::Show { target, pipeline, rows } => {
+            let _ = write!(out, "{}", query::show::show(&store_for(cli, pipeline), target, *rows)?);
+            Ok(())
+        }
+        Command::Gc { pipeline, keep_runs, dry_run } => {
+            let r = store::gc::gc(&store_for(cli, pipeline), *keep_runs, *dry_run)?;
+            let verb = if *dry_run { "would remove" } else { "removed" };
+            let _ = writeln!(out, "{verb} {} record(s) and {} object(s), {} bytes", r.records, r.objects, r.bytes);
+            Ok(())
+        }
+        Command::Metrics { pipeline, json, diff, check } => {
+            metrics(cli, pipeline, *json, diff.as_deref(), *check, &mut out)
+        }
+        Command::Sql { query, pipeline, format } => {
+            let format = match format {
+                SqlOut::Table => SqlFormat::Table,
+                SqlOut::Csv => SqlFormat::Csv,
+                SqlOut::Json => SqlFormat::Json,
+            };
+            let _ = write!(out, "{}", query::sql::run(&store_for(cli, pipeline), query, format)?);
+            Ok(())
+        }
+        Command::Verify { pipeline } => verify(&store_for(cli, pipeline), &mut out),
+    }
+}
+
+fn store_for(cli: &Cli, pipeline_file: &Path) -> Store {
+    let root = cli.store.clone().unwrap_or_else(|| pipeline_file.parent().unwrap_or(Path::new("")).join("artifacts"));
+    // Absolute, so that paths handed to `cmd` stages (run in the pipeline's directory)
+    // and printed by `show` hold wherever they are used.
+    Store::new(std::path::absolute(&root).unwrap_or(root))
+}
+
+/// `allow_missing_paths` for commands that look at the graph and the store but never read inputs.
+fn load(args: &PipelineArgs, allow_missing_paths: bool) -> Result<Pipeline, Error> {
+    let overrides = Overrides { params: args.params.clone(), inputs: args.inputs.clone(), allow_missing_paths };
+    Ok(pipeline::load(&args.pipeline, &overrides, crate::catalog())?)
+}
+
+fn run(cli: &Cli, args: &PipelineArgs, opts: &RunOptions, dry_run: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let p = load(args, false)?;
+    let store = store_for(cli, &args.pipeline);
+    if dry_run {
+        dagrun_engine::exec::dry_run(&p, &store, opts, out)
+    } else {
+        dagrun_engine::exec::run(&p, &store, opts, out).map(|_| ())
+    }
+}
+
+fn status(cli: &Cli, args: &PipelineArgs, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let p = load(args, false)?;
+    let store = store_for(cli, &args.pipeline);
+    let mut index = InputIndex::load(store.input_index());
+    let statuses = freshness::compute(&p, &store, &mut index, &vec![false; p.stages.len()])?;
+    if json {
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&statuses).unwrap_or_default());
+        return Ok(());
+    }
+    let width = p.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in &statuses {
+        let line = format!("{:<width$}  {:<5}  {}", s.stage, s.state.to_string(), s.reasons.join("; "));
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    Ok(())
+}
+
+fn metrics(
+    cli: &Cli,
+    args: &PipelineArgs,
+    json: bool,
+    diff: Option<&str>,
+    check: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let p = load(args, true)?;
+    let store = store_for(cli, &args.pipeline);
+    let now = query::metrics::current(&p, &store);
+    let before = diff.map(|r| query::metrics::reference(&store, r)).transpose()?;
+    if json {
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&now).unwrap_or_default());
+    } else {
+        let _ = write!(out, "{}", query::metrics::table(&now, before.as_ref()));
+    }
+    let failures = if check { pipeline::checks::failures(&p.checks, &now) } else { Vec::new() };
+    if failures.is_empty() { Ok(()) } else { Err(Error::ChecksFailed(failures)) }
+}
+
+fn verify(store: &Store, out: &mut dyn Write) -> Result<(), Error> {
+    let (checked, corrupt) = store::verify::verify(store)?;
+    for c in &corrupt {
+        let _ = writeln!(
+            out,
+            "corrupt {} (content hashes to {}): quarantined, {} record(s) dropped",
+            c.object, c.actual, c.records_dropped
+        );
+    }
+    let _ = writeln!(out, "checked {checked} object(s), {} corrupt", corrupt.len());
+    if corrupt.is_empty() { Ok(()) } else { Err(Error::Corrupt(corrupt.len())) }
+}

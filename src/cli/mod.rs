@@ -1,0 +1,146 @@
+//! Command-line arguments (clap) and their dispatch to the engine, one function per
+//! command in `commands`.
+
+mod commands;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "dagrun", version, about = "Runs a YAML-declared DAG of stages over content-hashed artifacts")]
+pub(crate) struct Cli {
+    /// The artifact store [default: artifacts/ beside the pipeline file]
+    #[arg(long, global = true, env = "DAGRUN_STORE")]
+    pub store: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PipelineArgs {
+    /// The pipeline file
+    #[arg(default_value = "pipeline.yaml")]
+    pub pipeline: PathBuf,
+    /// Override a param: -P stage.param=value (typed as in YAML)
+    #[arg(short = 'P', value_name = "STAGE.PARAM=VALUE")]
+    pub params: Vec<String>,
+    /// Override an input path: -I stage.input=PATH
+    #[arg(short = 'I', value_name = "STAGE.INPUT=PATH")]
+    pub inputs: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run what is stale (all stages, or the targets and what they need)
+    Run {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Run only these stages and what they need
+        #[arg(long = "target", short = 't', value_name = "STAGE")]
+        targets: Vec<String>,
+        /// Stages run at the same time [default: number of CPUs]
+        #[arg(short = 'j', long)]
+        jobs: Option<usize>,
+        /// Run this stage even when it is fresh (repeatable)
+        #[arg(long, value_name = "STAGE")]
+        force: Vec<String>,
+        /// Print what would run and why; run nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for another run's lock instead of failing
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show every stage: fresh, stale (and why) or new
+    Status {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Print a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the graph
+    Dag {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Describe the newest output(s) of a stage: path, schema, rows
+    Show {
+        /// STAGE or STAGE.OUTPUT
+        target: String,
+        /// The pipeline whose store to read
+        #[arg(long, default_value = "pipeline.yaml")]
+        pipeline: PathBuf,
+        /// How many rows to print
+        #[arg(short = 'n', long, default_value_t = 5)]
+        rows: usize,
+    },
+    /// Remove records and objects no recent run or current stage refers to
+    Gc {
+        #[arg(long, default_value = "pipeline.yaml")]
+        pipeline: PathBuf,
+        /// Keep what the last N runs used
+        #[arg(long, default_value_t = 5)]
+        keep_runs: usize,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The metrics of the newest execution of every stage
+    Metrics {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// One JSON object: {"<stage>.<metric>": number}
+        #[arg(long)]
+        json: bool,
+        /// Compare with a run id or a JSON file of the same shape
+        #[arg(long, value_name = "REF")]
+        diff: Option<String>,
+        /// Exit with code 3 when a check of the pipeline fails
+        #[arg(long)]
+        check: bool,
+    },
+    /// Query the newest Parquet artifacts with SQL (tables `<stage>_<output>`)
+    Sql {
+        query: String,
+        #[arg(long, default_value = "pipeline.yaml")]
+        pipeline: PathBuf,
+        #[arg(long, value_enum, default_value_t = SqlOut::Table)]
+        format: SqlOut,
+    },
+    /// Re-hash every object; quarantine corrupt ones so the next run rebuilds them
+    Verify {
+        #[arg(long, default_value = "pipeline.yaml")]
+        pipeline: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum SqlOut {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Mermaid,
+    Dot,
+}
+
+/// Parses the command line, runs the command, returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match commands::dispatch(&cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
