@@ -104,13 +104,18 @@ pub fn compute(
             let fp = Fingerprint::of(stage, input_hashes(stage, &fresh, index)?);
             judge(store, stage, &fp, last.as_ref(), forced[i])
         } else {
-            let reasons = missing
+            let mut reasons: Vec<String> = missing
                 .iter()
                 .map(|u| {
                     let st = out.iter().find(|s| &s.stage == u).map(|s| s.state).unwrap_or(State::New);
                     format!("upstream {u} is {st}")
                 })
                 .collect();
+            // What can be told without the upstream hashes: its own code, params and sources.
+            if let Some(last) = &last {
+                let now = Fingerprint::of(stage, last.fingerprint.inputs.clone());
+                reasons.splice(0..0, explain(&last.fingerprint, &last.sources, &now, stage));
+            }
             (if last.is_some() { State::Stale } else { State::New }, reasons, None)
         };
         if let Some(r) = &record {

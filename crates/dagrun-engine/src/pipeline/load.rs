@@ -370,6 +370,46 @@ mod tests {
         parse(Path::new("p.yaml"), text, &Overrides::default(), Catalog::new(&[]))
     }
 
+    /// A catalog of one kind, `scale`, whose param `factor` must be positive.
+    static TINY: [dagrun_kind::KindSpec; 1] = [dagrun_kind::KindSpec {
+        name: "scale",
+        summary: "a kind for the loader's tests",
+        inputs: &[],
+        outputs: &[dagrun_kind::OutputSpec { name: "out", format: dagrun_kind::Format::Json }],
+        fingerprint: "0000000000000000000000000000000000000000000000000000000000000000",
+        params: scale_params,
+        run: |_| Ok(dagrun_kind::Report::default()),
+    }];
+
+    fn scale_params(v: serde_json::Value) -> Result<serde_json::Value, dagrun_kind::ParamError> {
+        let factor = v.get("factor").and_then(|f| f.as_f64()).unwrap_or(1.0);
+        dagrun_kind::params::positive("factor", factor)?;
+        Ok(serde_json::json!({ "factor": factor }))
+    }
+
+    #[test]
+    fn a_kind_s_param_rule_is_reported_at_the_value_s_key() {
+        let text = "stages:\n  s:\n    kind: scale\n    params:\n      factor: -2\n";
+        let e = parse(Path::new("p.yaml"), text, &Overrides::default(), Catalog::new(&TINY)).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "p.yaml:5:7: stage `s`: param `factor` of kind `scale`: must be a number above 0, not -2"
+        );
+        let ok = "stages:\n  s:\n    kind: scale\n";
+        let overrides = Overrides { params: vec!["s.factor=0".into()], ..Overrides::default() };
+        let e = parse(Path::new("p.yaml"), ok, &overrides, Catalog::new(&TINY)).err().unwrap();
+        assert_eq!(e.to_string(), "-P s.factor: must be a number above 0, not 0");
+        let p = parse(Path::new("p.yaml"), ok, &Overrides::default(), Catalog::new(&TINY)).ok().unwrap();
+        assert_eq!(p.stages[0].params, serde_json::json!({"factor": 1.0}), "defaults filled in");
+    }
+
+    #[test]
+    fn a_built_in_kind_is_unknown_without_its_catalog() {
+        let text = "stages:\n  s:\n    kind: scale\n";
+        let e = load_text(text).err().unwrap().to_string();
+        assert_eq!(e, "p.yaml:3:11: stage `s`: unknown kind `scale`; known kinds: cmd");
+    }
+
     #[test]
     fn check_on_a_missing_stage_is_an_error_at_its_line() {
         let text =
