@@ -46,6 +46,30 @@ fn default_pipeline_beats_popularity_and_the_index_finds_what_exact_search_finds
 }
 
 #[test]
+fn evaluate_says_what_it_ranked_and_samples_the_exact_check_with_a_seed() {
+    let p = default_run();
+    let users = p.record("export")["outputs"]["users"]["rows"].as_u64().unwrap();
+    let items = p.record("export")["outputs"]["items"]["rows"].as_u64().unwrap();
+    let notes = p.record("evaluate")["notes"].to_string();
+    assert!(
+        notes.contains(&format!("ranked {users} users against {items} items; exact check on {users} users")),
+        "{notes}"
+    );
+    let sampled = |store: &str, seed: &str| {
+        let args = ["--store", store, "run", "--target", "evaluate", "-P", "evaluate.exact_users=100", "-P", seed];
+        let r = p.dagrun(&args);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        let rec: serde_json::Value =
+            serde_json::from_str(&p.read(&format!("{store}/latest/evaluate/.record.json"))).unwrap();
+        assert_eq!(rec["metrics"]["index_recall_users"], 100.0);
+        assert!(rec["notes"].to_string().contains("exact check on 100 users"), "{}", rec["notes"]);
+        rec["outputs"]["metrics"]["hash"].clone()
+    };
+    let a = sampled("sample-a", "evaluate.seed=1");
+    assert_eq!(a, sampled("sample-b", "evaluate.seed=1"), "the same seed samples the same users");
+}
+
+#[test]
 fn training_is_deterministic_on_the_cpu() {
     let p = default_run();
     let r = p.dagrun(&["--store", "second", "run", "--target", "evaluate"]);

@@ -19,11 +19,22 @@ pub fn check_ks(key: &str, ks: &[usize]) -> Result<(), ParamError> {
 }
 
 /// One test user: the ranked candidates (best first), the held-out target, and the
-/// items the user clicked in training (sorted), for the `_excl` metrics.
+/// ranking with the items the user clicked in training left out, for the `_excl`
+/// metrics.
 pub struct Ranked<'a> {
     pub ranking: &'a [i32],
     pub target: i32,
-    pub seen: &'a [i32],
+    pub unseen: Unseen<'a>,
+}
+
+/// How a user's ranking without the items seen in training is known.
+#[derive(Clone, Copy)]
+pub enum Unseen<'a> {
+    /// The user's training items, sorted: the ranking without them is the unseen one
+    /// (the ranking must then be deep enough that `k` items remain).
+    Filter(&'a [i32]),
+    /// A ranking of its own, from a search that left the seen items out.
+    Ranked(&'a [i32]),
 }
 
 /// 0-based rank of `target` in `ranking`, looking at the first `k` entries.
@@ -52,8 +63,13 @@ pub fn compute(users: &[Ranked], ks: &[usize], catalogue: usize) -> BTreeMap<Str
                 hr += 1.0;
                 ndcg += 1.0 / (r as f64 + 2.0).log2();
             }
-            let unseen = u.ranking.iter().copied().filter(|i| u.seen.binary_search(i).is_err());
-            if let Some(r) = rank_of(unseen, u.target, k) {
+            let unseen_rank = match u.unseen {
+                Unseen::Filter(seen) => {
+                    rank_of(u.ranking.iter().copied().filter(|i| seen.binary_search(i).is_err()), u.target, k)
+                }
+                Unseen::Ranked(list) => rank_of(list.iter().copied(), u.target, k),
+            };
+            if let Some(r) = unseen_rank {
                 hr_x += 1.0;
                 ndcg_x += 1.0 / (r as f64 + 2.0).log2();
             }
@@ -79,9 +95,9 @@ mod tests {
     fn hand_computed_rankings() {
         let none: [i32; 0] = [];
         let users = [
-            Ranked { ranking: &[5, 3, 9, 1], target: 3, seen: &none }, // rank 1
-            Ranked { ranking: &[2, 4, 6, 8], target: 8, seen: &none }, // rank 3
-            Ranked { ranking: &[7, 1, 2, 3], target: 5, seen: &none }, // miss
+            Ranked { ranking: &[5, 3, 9, 1], target: 3, unseen: Unseen::Filter(&none) }, // rank 1
+            Ranked { ranking: &[2, 4, 6, 8], target: 8, unseen: Unseen::Filter(&none) }, // rank 3
+            Ranked { ranking: &[7, 1, 2, 3], target: 5, unseen: Unseen::Filter(&none) }, // miss
         ];
         let m = compute(&users, &[1, 2, 4], 10);
         close(m["hr@1"], 0.0);
@@ -96,7 +112,7 @@ mod tests {
 
     #[test]
     fn k_larger_than_the_catalogue() {
-        let users = [Ranked { ranking: &[2, 1], target: 1, seen: &[] }];
+        let users = [Ranked { ranking: &[2, 1], target: 1, unseen: Unseen::Filter(&[]) }];
         let m = compute(&users, &[100], 2);
         close(m["hr@100"], 1.0);
         close(m["ndcg@100"], 1.0 / 3f64.log2());
@@ -105,7 +121,7 @@ mod tests {
 
     #[test]
     fn exclusion_moves_the_target_up() {
-        let users = [Ranked { ranking: &[4, 6, 7, 9], target: 7, seen: &[4, 6] }];
+        let users = [Ranked { ranking: &[4, 6, 7, 9], target: 7, unseen: Unseen::Filter(&[4, 6]) }];
         let m = compute(&users, &[1, 3], 10);
         close(m["hr@1"], 0.0);
         close(m["hr_excl@1"], 1.0);
@@ -114,12 +130,20 @@ mod tests {
     }
 
     #[test]
+    fn a_ranking_of_unseen_items_counts_like_the_filtered_one() {
+        let seen = [4, 6];
+        let filtered = Ranked { ranking: &[4, 6, 7, 9, 2], target: 9, unseen: Unseen::Filter(&seen) };
+        let searched = Ranked { ranking: &[4, 6, 7, 9, 2], target: 9, unseen: Unseen::Ranked(&[7, 9, 2]) };
+        assert_eq!(compute(&[filtered], &[1, 2, 3], 10), compute(&[searched], &[1, 2, 3], 10));
+    }
+
+    #[test]
     fn ties_are_ranked_as_given() {
         // A popularity list with tied counts is broken by item index before it gets
         // here; the metric then takes the order as it is.
         let users = [
-            Ranked { ranking: &[1, 2, 3], target: 2, seen: &[] },
-            Ranked { ranking: &[1, 2, 3], target: 3, seen: &[] },
+            Ranked { ranking: &[1, 2, 3], target: 2, unseen: Unseen::Filter(&[]) },
+            Ranked { ranking: &[1, 2, 3], target: 3, unseen: Unseen::Filter(&[]) },
         ];
         let m = compute(&users, &[2], 3);
         close(m["hr@2"], 0.5);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
 use serde::{Deserialize, Serialize};
 
-use crate::ranking::{self, Ranked};
+use crate::ranking::{self, Ranked, Unseen};
 use crate::schema::clicks::ITEM;
 use crate::schema::encoded::{ITEM_IDX, USER_IDX, check_indices, raw_ids, seen_items};
 use crate::table::{self, failed};
@@ -68,7 +68,11 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         .values()
         .iter()
         .zip(targets.values())
-        .map(|(u, t)| Ranked { ranking: &ranking, target: *t, seen: seen.get(*u as usize).unwrap_or(&no_seen) })
+        .map(|(u, t)| Ranked {
+            ranking: &ranking,
+            target: *t,
+            unseen: Unseen::Filter(seen.get(*u as usize).unwrap_or(&no_seen)),
+        })
         .collect();
     let mut m = ranking::compute(&ranked, &p.ks, catalogue);
     m.insert("users".into(), ranked.len() as f64);

@@ -1,0 +1,155 @@
+//! The HNSW side of evaluate: the index over the item vectors, built so that the same
+//! vectors give the same index file, and searched for every user in parallel.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use super::EvaluateParams;
+use crate::schema::vectors::Vectors;
+use crate::table::failed;
+use dagrun_kind::StageError;
+
+/// The index of the item vectors (cosine, f32), keyed by item index. Adds run on one
+/// thread in key order: a multi-threaded build links the graph in whatever order the
+/// threads get there, and the index file would differ from run to run.
+pub fn build(p: &EvaluateParams, items: &Vectors) -> Result<Index, StageError> {
+    let d = items.dim;
+    let options = IndexOptions {
+        dimensions: d,
+        metric: MetricKind::Cos,
+        quantization: ScalarKind::F32,
+        connectivity: p.connectivity,
+        expansion_add: p.expansion_add,
+        expansion_search: p.expansion_search,
+        multi: false,
+    };
+    let index = Index::new(&options).map_err(failed)?;
+    index.reserve_capacity_and_threads(items.idx.len(), 1).map_err(failed)?;
+    for (row, &key) in items.idx.iter().enumerate() {
+        index.add(key as u64, &items.data[row * d..(row + 1) * d]).map_err(failed)?;
+    }
+    // One search context per thread that will search it.
+    index.reserve_capacity_and_threads(items.idx.len(), rayon::current_num_threads()).map_err(failed)?;
+    Ok(index)
+}
+
+/// What the index finds for one user.
+pub struct Found {
+    /// The top K, best first, with their cosine similarity.
+    pub keys: Vec<i32>,
+    pub scores: Vec<f32>,
+    /// The top K without the user's training items, when the top K held one of them;
+    /// None when it held none, so that `keys` is the unseen ranking too.
+    pub unseen: Option<Vec<i32>>,
+}
+
+/// Searches the index for every user (rows of `users`) in parallel; `seen(row)` is
+/// that user's sorted training items. `done` is told how many users finished.
+pub fn search_all<'s>(
+    index: &Index,
+    users: &Vectors,
+    k: usize,
+    seen: &(dyn Fn(usize) -> &'s [i32] + Sync),
+    done: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<Found>, StageError> {
+    let d = users.dim;
+    let finished = AtomicUsize::new(0);
+    (0..users.idx.len())
+        .into_par_iter()
+        .with_min_len(64)
+        .map(|r| {
+            let found = search_one(index, &users.data[r * d..(r + 1) * d], k, seen(r), index.expansion_search());
+            if finished.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+                done(1024);
+            }
+            found
+        })
+        .collect()
+}
+
+/// One user's search. While the top K plus the user's seen items fit in the search's
+/// candidate list (`expansion_search`), one search that deep costs what a search for
+/// K costs and gives both rankings; beyond it, a filtered search (usearch's predicate
+/// search) finds the unseen top K, rather than a search thousands deep.
+fn search_one(index: &Index, q: &[f32], k: usize, seen: &[i32], expansion: usize) -> Result<Found, StageError> {
+    let is_seen = |key: i32| seen.binary_search(&key).is_ok();
+    let deep = k + seen.len() <= expansion;
+    let m = index.search(q, if deep { k + seen.len() } else { k }).map_err(failed)?;
+    let keys: Vec<i32> = m.keys.iter().map(|&key| key as i32).collect();
+    let top = keys.len().min(k);
+    let unseen = if !keys[..top].iter().any(|&key| is_seen(key)) {
+        None
+    } else if deep {
+        Some(keys.iter().copied().filter(|&key| !is_seen(key)).take(k).collect())
+    } else {
+        let f = index.filtered_search(q, k, |key| !is_seen(key as i32)).map_err(failed)?;
+        Some(f.keys.iter().map(|&key| key as i32).collect())
+    };
+    Ok(Found { keys: keys[..top].to_vec(), scores: m.distances[..top].iter().map(|dist| 1.0 - dist).collect(), unseen })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::evaluate::exact;
+    use crate::rng::Rng;
+
+    fn vectors(n: usize, d: usize, seed: u64) -> Vectors {
+        let mut rng = Rng::new(seed);
+        let mut data: Vec<f32> = (0..n * d).map(|_| rng.normal() as f32).collect();
+        for row in data.chunks_mut(d) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            row.iter_mut().for_each(|x| *x /= norm);
+        }
+        Vectors { idx: (1..=n as i32).collect(), raw: vec![String::new(); n], data, dim: d }
+    }
+
+    #[test]
+    fn filtered_search_leaves_seen_items_out_and_matches_exact_search_on_a_small_catalogue() {
+        let (users, items) = (vectors(40, 8, 3), vectors(300, 8, 4));
+        let p = EvaluateParams { expansion_search: 400, ..EvaluateParams::default() };
+        let index = build(&p, &items).unwrap();
+        let seen: Vec<Vec<i32>> = (0..40).map(|r| (1..=300).filter(|i| (i + r) % 4 == 0).collect()).collect();
+        let found = search_all(&index, &users, 10, &|r| &seen[r], &|_| {}).unwrap();
+        for (r, f) in found.iter().enumerate() {
+            let scores: Vec<f32> = (0..300)
+                .map(|j| {
+                    users.data[r * 8..(r + 1) * 8].iter().zip(&items.data[j * 8..(j + 1) * 8]).map(|(a, b)| a * b).sum()
+                })
+                .collect();
+            let unseen =
+                exact::top_k(&scores, &items.idx, 10, |key| seen[r].binary_search(&key).is_err(), &mut Vec::new());
+            assert_eq!(f.unseen.as_ref().unwrap_or(&f.keys), &unseen, "user {r}");
+            assert_eq!(f.keys, exact::top_k(&scores, &items.idx, 10, |_| true, &mut Vec::new()), "user {r}");
+        }
+    }
+
+    #[test]
+    fn users_with_more_seen_items_than_the_candidate_list_go_through_the_filtered_search() {
+        let (users, items) = (vectors(20, 8, 5), vectors(300, 8, 6));
+        let p = EvaluateParams { expansion_search: 40, ..EvaluateParams::default() };
+        let index = build(&p, &items).unwrap();
+        let seen: Vec<i32> = (1..=300).filter(|i| i % 3 == 0).collect();
+        for found in search_all(&index, &users, 10, &|_| &seen, &|_| {}).unwrap() {
+            let unseen = found.unseen.unwrap_or(found.keys);
+            assert_eq!(unseen.len(), 10);
+            assert!(unseen.iter().all(|i| i % 3 != 0), "{unseen:?}");
+        }
+    }
+
+    #[test]
+    fn the_same_vectors_give_the_same_index_file() {
+        let items = vectors(500, 8, 9);
+        let d = tempfile::tempdir().unwrap();
+        let files: Vec<Vec<u8>> = (0..2)
+            .map(|i| {
+                let path = d.path().join(format!("{i}.usearch"));
+                build(&EvaluateParams::default(), &items).unwrap().save(&path.to_string_lossy()).unwrap();
+                std::fs::read(path).unwrap()
+            })
+            .collect();
+        assert_eq!(files[0], files[1]);
+    }
+}
