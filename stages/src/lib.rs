@@ -7,7 +7,6 @@
 //! modules only, never another kind, so its code fingerprint (build.rs) is its own
 //! files plus every shared module; `tests::kinds_never_import_kinds` holds it to that.
 
-mod delta;
 pub mod fxhash;
 pub mod kinds;
 pub mod model;

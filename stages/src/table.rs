@@ -22,7 +22,7 @@ use datafusion::parquet::file::writer::SerializedFileWriter;
 use datafusion::parquet::schema::types::ColumnDescriptor;
 use rayon::prelude::*;
 
-use crate::pages::{FlatChunkWriter, ListChunkWriter};
+use crate::pages::ListChunkWriter;
 use dagrun_kind::StageError;
 
 /// Rows per row group: big enough for fast scans, small enough to stream.
@@ -47,11 +47,11 @@ fn properties(schema: &Schema) -> Result<WriterProperties, StageError> {
                 // pack them into a few bits before ZSTD sees them (split's train file is
                 // 20% smaller).
                 PhysicalType::INT64 => builder.set_column_encoding(leaf.path().clone(), Encoding::DELTA_BINARY_PACKED),
-                // Int32 columns are mostly ids and codes, floats features and scores: with
-                // each byte of the values in its own stream, ZSTD finds the runs of zero
-                // high bytes and compresses random codes four times faster (and 10% smaller)
-                // than their plain bytes.
-                PhysicalType::INT32 | PhysicalType::FLOAT | PhysicalType::DOUBLE => {
+                // Floats are features, scores and vectors: with each byte of the values in
+                // its own stream ZSTD finds what repeats. BYTE_STREAM_SPLIT on floats is
+                // read by every reader we test (tests/readers); on integers it needs a
+                // reader from 2024 on (DuckDB 2.0, pyarrow 17), so int32 stays PLAIN.
+                PhysicalType::FLOAT | PhysicalType::DOUBLE => {
                     builder.set_column_encoding(leaf.path().clone(), Encoding::BYTE_STREAM_SPLIT)
                 }
                 _ => builder,
@@ -181,7 +181,6 @@ impl TableWriter {
                 let descr = parquet.column(c);
                 Ok(match route(&descr, fields[c].data_type()) {
                     Route::Arrow => Writer::Arrow(Box::new(arrow)),
-                    Route::Flat => Writer::Flat(FlatChunkWriter::new(descr, props)?),
                     Route::Lists => Writer::Lists(ListChunkWriter::new(descr, props)?),
                 })
             })
@@ -193,7 +192,6 @@ impl TableWriter {
             rows += batch.num_rows() as u64;
             for (c, writer) in writers.iter_mut().enumerate() {
                 match writer {
-                    Writer::Flat(writer) => writer.write(batch.column(c)),
                     Writer::Lists(writer) => match batch.column(c).as_list_opt() {
                         Some(lists) => writer.write(lists),
                         None => Err(ParquetError::General(format!("column {c} is not a list"))),
@@ -208,7 +206,6 @@ impl TableWriter {
             .into_iter()
             .map(|w| match w {
                 Writer::Arrow(arrow) => arrow.close().map(ColumnChunk::Arrow),
-                Writer::Flat(writer) => writer.close().map(|(bytes, close)| ColumnChunk::Encoded(bytes, close)),
                 Writer::Lists(writer) => writer.close().map(|(bytes, close)| ColumnChunk::Encoded(bytes, close)),
             })
             .collect::<Result<_, _>>()
@@ -243,23 +240,21 @@ enum ColumnChunk {
 /// How a column of a row group is encoded.
 enum Writer {
     Arrow(Box<ArrowColumnWriter>),
-    Flat(FlatChunkWriter),
     Lists(ListChunkWriter),
 }
 
 #[derive(Debug, PartialEq)]
 enum Route {
-    /// parquet's Arrow writer: strings, nullable columns, nested types.
+    /// parquet's Arrow writer: numbers, strings, nullable columns, nested types.
     Arrow,
-    /// `FlatChunkWriter`: required numbers.
-    Flat,
     /// `ListChunkWriter`: required lists of required numbers as wide as their
     /// physical type (sample's histories).
     Lists,
 }
 
-/// Which writer encodes a column. parquet's Arrow writer gathers every value through a
-/// list of value indices (8 bytes per value), so plain numbers bypass it.
+/// Which writer encodes a column: lists of numbers go to `ListChunkWriter` (parquet's
+/// Arrow writer handles each list item's levels on its own), everything else to
+/// parquet's Arrow writer.
 fn route(descr: &ColumnDescriptor, data_type: &DataType) -> Route {
     let numeric = |leaf: &DataType| {
         matches!(
@@ -281,7 +276,6 @@ fn route(descr: &ColumnDescriptor, data_type: &DataType) -> Route {
         {
             Route::Lists
         }
-        leaf if numeric(leaf) && descr.max_def_level() == 0 && descr.max_rep_level() == 0 => Route::Flat,
         _ => Route::Arrow,
     }
 }
@@ -492,7 +486,7 @@ mod tests {
         use Route::*;
         assert_eq!(
             routes,
-            [Flat, Flat, Flat, Flat, Flat, Arrow, Lists, Lists, Lists, Arrow],
+            [Arrow, Arrow, Arrow, Arrow, Arrow, Arrow, Lists, Lists, Lists, Arrow],
             "nulls go to the Arrow writer"
         );
     }
@@ -529,7 +523,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(group.column(2).statistics().is_none(), "only NaN: no min or max");
+        match group.column(2).statistics() {
+            None => {}
+            Some(Statistics::Float(s)) => {
+                assert_eq!((s.min_opt(), s.max_opt()), (None, None), "only NaN: no min or max")
+            }
+            other => panic!("{other:?}"),
+        }
         match group.column(3).statistics() {
             Some(Statistics::Int32(s)) => assert_eq!((s.min_opt(), s.max_opt()), (Some(&-7), Some(&5))),
             other => panic!("{other:?}"),
@@ -542,7 +542,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let encodings: Vec<Vec<Encoding>> = (0..5).map(|c| group.column(c).encodings().collect()).collect();
-        assert!(encodings[..4].iter().all(|e| e.contains(&Encoding::BYTE_STREAM_SPLIT)), "{encodings:?}");
+        assert!(encodings[..3].iter().all(|e| e.contains(&Encoding::BYTE_STREAM_SPLIT)), "{encodings:?}");
+        // Readers before 2024 read BYTE_STREAM_SPLIT on floats only.
+        assert!(!encodings[3].contains(&Encoding::BYTE_STREAM_SPLIT), "{encodings:?}");
         assert!(encodings[4].contains(&Encoding::DELTA_BINARY_PACKED));
     }
 
