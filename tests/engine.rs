@@ -182,6 +182,23 @@ fn rendezvous(name: &str, other: &str, dir: &std::path::Path) -> String {
     )
 }
 
+/// Regression: a directory input with a link back to its parent recursed until the
+/// OS gave up (`Too many levels of symbolic links`, exit 1).
+#[test]
+fn a_directory_input_with_a_symlink_loop_is_exit_2_naming_it() {
+    let p = Project::new(
+        "stages:\n  ls:\n    kind: cmd\n    inputs: {d: ./data}\n    run: 'ls \"$DAGRUN_INPUT_D\" > \"$DAGRUN_OUTPUT_ALL\"'\n    outputs: [all.txt]\n",
+    );
+    p.write("data/a.txt", "1\n");
+    std::os::unix::fs::symlink(p.path().join("data"), p.path().join("data/again")).unwrap();
+    for cmd in ["status", "run"] {
+        let r = p.dagrun(&[cmd]);
+        assert_eq!(r.code, 2, "{cmd}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("/data: the directory loops back on itself"), "{}", r.stderr);
+        assert!(r.stderr.contains("data/again leads to"), "{}", r.stderr);
+    }
+}
+
 #[test]
 fn parallel_branches_run_at_the_same_time() {
     let marks = tempfile::tempdir().unwrap();

@@ -38,6 +38,9 @@ pub enum Error {
     Corrupt(usize),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// An input file or directory that cannot be hashed.
+    #[error(transparent)]
+    Input(#[from] store::content::HashError),
     /// A broken invariant of the engine: a bug, not the user's doing.
     #[error("internal error: {0}; please report it")]
     Internal(String),
@@ -50,6 +53,8 @@ impl Error {
             Error::StagesFailed { bad_input: true, .. } => 2,
             Error::StagesFailed { .. } | Error::Corrupt(_) | Error::Io { .. } | Error::Internal(_) => 1,
             Error::ChecksFailed(_) => 3,
+            Error::Input(store::content::HashError::Loop { .. }) => 2,
+            Error::Input(store::content::HashError::Io { .. }) => 1,
         }
     }
 

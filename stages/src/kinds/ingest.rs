@@ -177,29 +177,55 @@ fn single_file(data: &Path, ext: &str) -> Result<PathBuf, StageError> {
     }
 }
 
-/// A delimited text file split into lines and fields, remembering where each field starts.
+/// A delimited text file as records with their line numbers. One-byte separators
+/// go through the `csv` crate (RFC 4180: quoted fields may hold the separator,
+/// doubled quotes, line breaks; CRLF or LF); MovieLens-1M's `::` keeps a plain split,
+/// its fields are never quoted.
 struct Text {
     path: PathBuf,
-    body: String,
+    records: Vec<(usize, Vec<String>)>,
     sep: &'static str,
 }
 
 impl Text {
     fn open(path: &Path, sep: &'static str) -> Result<Text, StageError> {
-        let body = std::fs::read_to_string(path)
-            .map_err(|e| StageError::BadInput(format!("{}: cannot read ({e})", path.display())))?;
-        if body.trim().is_empty() {
+        let unreadable =
+            |e: &dyn std::fmt::Display| StageError::BadInput(format!("{}: cannot read ({e})", path.display()));
+        let records = match sep.as_bytes() {
+            [byte] => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .delimiter(*byte)
+                    .has_headers(false)
+                    .flexible(true)
+                    .from_path(path)
+                    .map_err(|e| unreadable(&e))?;
+                let mut records = Vec::new();
+                for record in reader.records() {
+                    let record = record.map_err(|e| csv_error(path, &e))?;
+                    let line = record.position().map_or(0, |p| p.line() as usize);
+                    if record.len() > 1 || record.get(0).is_some_and(|f| !f.trim().is_empty()) {
+                        records.push((line, record.iter().map(str::to_string).collect()));
+                    }
+                }
+                records
+            }
+            _ => {
+                let body = std::fs::read_to_string(path).map_err(|e| unreadable(&e))?;
+                let lines = body.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+                lines
+                    .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l).split(sep).map(str::to_string).collect()))
+                    .collect()
+            }
+        };
+        if records.is_empty() {
             return Err(StageError::BadInput(format!("{}: the file is empty", path.display())));
         }
-        Ok(Text { path: path.to_path_buf(), body, sep })
+        Ok(Text { path: path.to_path_buf(), records, sep })
     }
 
     /// (line number, fields) of every non-empty line.
     fn rows(&self) -> impl Iterator<Item = (usize, Vec<&str>)> {
-        self.body.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| {
-            let l = l.strip_suffix('\r').unwrap_or(l);
-            (i + 1, l.split(self.sep).map(|f| f.trim_matches('"')).collect())
-        })
+        self.records.iter().map(|(line, fields)| (*line, fields.iter().map(String::as_str).collect()))
     }
 
     fn at(&self, line: usize, fields: &[&str], field: usize, message: String) -> StageError {
@@ -231,6 +257,16 @@ impl Text {
 }
 
 /// Finds named columns in a header; duplicate and missing names are errors.
+/// A record the csv reader could not parse, at its line.
+fn csv_error(path: &Path, e: &csv::Error) -> StageError {
+    let line = e.position().map(|p| format!(":{}", p.line())).unwrap_or_default();
+    let what = match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "a field is not UTF-8 text".to_string(),
+        _ => e.to_string(),
+    };
+    StageError::BadInput(format!("{}{line}: {what}", path.display()))
+}
+
 fn header_index(text: &Text, header: &[&str], wanted: &[&str]) -> Result<Vec<usize>, StageError> {
     for (i, h) in header.iter().enumerate() {
         if header[..i].contains(h) {
@@ -468,6 +504,36 @@ mod tests {
         let (log, users) = read(d.path(), &IngestParams::default()).unwrap();
         assert_eq!(log.timestamps, [978300760]);
         assert_eq!(users.features[0], ("gender".to_string(), vec!["F".to_string()]));
+    }
+
+    /// Regression: fields were split on every separator and stripped of quotes, so a
+    /// quoted field holding the separator was cut in two and the rest of the line shifted.
+    #[test]
+    fn quoted_separators_doubled_quotes_and_crlf_keep_every_field_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let text = "uid,iid,ts,city\r\n\"a,1\",x,5,\"paris, \"\"la ville\"\"\"\r\nb,\"y\ny\",6,rome\r\n";
+        let f = write(d.path(), "log.csv", text);
+        let p = IngestParams {
+            user: "uid".into(),
+            item: "iid".into(),
+            timestamp: "ts".into(),
+            user_features: vec!["city".into()],
+            ..Default::default()
+        };
+        let (log, users) = read(&f, &p).unwrap();
+        assert_eq!(log.users, ["a,1", "b"]);
+        assert_eq!(log.items, ["x", "y\ny"], "a quoted line break stays in its field");
+        assert_eq!(log.timestamps, [5, 6]);
+        assert_eq!(users.features[0].1, ["paris, \"la ville\"", "rome"]);
+    }
+
+    #[test]
+    fn an_unclosed_quote_or_a_bad_number_names_the_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = IngestParams { user: "u".into(), item: "i".into(), timestamp: "t".into(), ..Default::default() };
+        let f = write(d.path(), "bad.csv", "u,i,t\na,x,1\nb,y,soon\n");
+        let e = read(&f, &p).unwrap_err().to_string();
+        assert!(e.contains("bad.csv:3:5: timestamp `soon` is not a number"), "{e}");
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub fn input_hashes(
     let mut hashes = BTreeMap::new();
     for (name, source) in &stage.inputs {
         let hash = match source {
-            Source::Path(p) => index.hash_path(p).map_err(Error::io(p))?,
+            Source::Path(p) => index.hash_path(p)?,
             Source::Stage { stage: up, output } => upstream_records
                 .get(up)
                 .and_then(|r| r.outputs.get(output))

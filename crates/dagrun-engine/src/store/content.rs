@@ -34,6 +34,18 @@ fn mtime_ns(m: &fs::Metadata) -> i128 {
     m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
 }
 
+/// Why an input could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The user's directory loops back on itself (exit 2).
+    #[error(
+        "{dir}: the directory loops back on itself ({link} leads to {ancestor}); remove the link, or point the input at a directory without one"
+    )]
+    Loop { dir: String, link: String, ancestor: String },
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
 /// Remembers the hash of every input file by absolute path and stamp.
 #[derive(Default)]
 pub struct InputIndex {
@@ -62,19 +74,16 @@ impl InputIndex {
 
     /// The content hash of a file, or of a directory: the relative path and hash of
     /// every file under it, in sorted order.
-    pub fn hash_path(&mut self, path: &Path) -> io::Result<String> {
-        let meta = fs::metadata(path)?;
+    pub fn hash_path(&mut self, path: &Path) -> Result<String, HashError> {
+        let meta = fs::metadata(path).map_err(io_at(path))?;
         if !meta.is_dir() {
-            return self.hash_one(path, &meta);
+            return self.hash_one(path, &meta).map_err(io_at(path));
         }
-        let mut files = Vec::new();
-        collect_files(path, path, &mut files)?;
-        files.sort();
         let mut h = blake3::Hasher::new();
         h.update(b"dir\0");
-        for rel in files {
+        for rel in collect_files(path)? {
             let full = path.join(&rel);
-            let file_hash = self.hash_one(&full, &fs::metadata(&full)?)?;
+            let file_hash = fs::metadata(&full).and_then(|m| self.hash_one(&full, &m)).map_err(io_at(&full))?;
             h.update(rel.as_bytes());
             h.update(b"\0");
             h.update(file_hash.as_bytes());
@@ -98,19 +107,38 @@ impl InputIndex {
     }
 }
 
-/// Relative paths (with `/`) of every file below `dir`.
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if fs::metadata(&path)?.is_dir() {
-            collect_files(root, &path, out)?;
-        } else {
-            let rel = path.strip_prefix(root).unwrap_or(&path);
+/// For `map_err`: an i/o error at `path`.
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> HashError + '_ {
+    move |source| HashError::Io { path: path.display().to_string(), source }
+}
+
+/// Relative paths (with `/`) of every file below `root`, following links (walkdir
+/// notices a link that leads back to a folder above it), sorted as strings.
+fn collect_files(root: &Path) -> Result<Vec<String>, HashError> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(root).follow_links(true) {
+        let entry = entry.map_err(|e| walk_error(root, e))?;
+        if !entry.file_type().is_dir() {
+            let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
             out.push(rel.to_string_lossy().replace('\\', "/"));
         }
     }
-    Ok(())
+    out.sort();
+    Ok(out)
+}
+
+fn walk_error(root: &Path, e: walkdir::Error) -> HashError {
+    match (e.loop_ancestor(), e.path()) {
+        (Some(ancestor), Some(link)) => HashError::Loop {
+            dir: root.display().to_string(),
+            link: link.display().to_string(),
+            ancestor: ancestor.display().to_string(),
+        },
+        _ => {
+            let path = e.path().unwrap_or(root).display().to_string();
+            HashError::Io { path, source: e.into_io_error().unwrap_or_else(|| io::Error::other("cannot walk")) }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +159,23 @@ mod tests {
         assert_ne!(h1, h2, "a rename changes the hash");
         fs::write(d.path().join("sub/c.txt"), "TWO").unwrap();
         assert_ne!(h2, InputIndex::default().hash_path(d.path()).unwrap(), "new bytes change the hash");
+    }
+
+    /// Regression: a link back to a parent folder recursed until the OS gave up
+    /// ("Too many levels of symbolic links", exit 1).
+    #[test]
+    fn a_symlink_loop_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("sub")).unwrap();
+        fs::write(d.path().join("sub/a.txt"), "one").unwrap();
+        std::os::unix::fs::symlink(d.path(), d.path().join("sub/back")).unwrap();
+        match InputIndex::default().hash_path(d.path()) {
+            Err(HashError::Loop { dir, link, .. }) => {
+                assert_eq!(dir, d.path().display().to_string());
+                assert!(link.ends_with("sub/back"), "{link}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
