@@ -84,14 +84,14 @@ fn files_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Every file below `path` (or `path` itself), sorted.
+/// Every file below `path` (or `path` itself), sorted by path.
 fn files_under(path: &Path) -> io::Result<Vec<PathBuf>> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
     let mut files = Vec::new();
-    for entry in files_in(path)? {
-        files.extend(files_under(&entry)?);
+    for entry in walkdir::WalkDir::new(path) {
+        let entry = entry.map_err(io::Error::from)?;
+        if entry.file_type().is_file() {
+            files.push(entry.into_path());
+        }
     }
     files.sort();
     Ok(files)

@@ -3,11 +3,11 @@
 //! The engine knows each kind only through its [`KindSpec`] (the contract crate
 //! `dagrun-kind`). Two layers: shared modules (`schema` of the tables kinds exchange,
 //! `table` and its page writers for Parquet, `model` for YouTubeDNN, `ranking` for
-//! HR/NDCG, `rng`, `fxhash`) and `kinds`, one module per kind. A kind uses shared
+//! HR/NDCG, `rng`, `hashing`) and `kinds`, one module per kind. A kind uses shared
 //! modules only, never another kind, so its code fingerprint (build.rs) is its own
 //! files plus every shared module; `tests::kinds_never_import_kinds` holds it to that.
 
-pub mod fxhash;
+pub mod hashing;
 pub mod kinds;
 pub mod model;
 mod pages;

@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::DataType;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::fxhash::FxHashMap;
+use crate::hashing::FastMap;
 use crate::schema::clicks::{ITEM, TIMESTAMP, USER};
 use crate::schema::encoded::{ITEM_IDX, USER_IDX, VOCAB_FEATURE, VOCAB_INDEX, VOCAB_VALUE};
 use crate::table::{self, TableWriter};
@@ -120,8 +120,8 @@ struct Vocab<'a> {
 /// largest part of encode's time.
 #[derive(Default)]
 struct Index<'a> {
-    short: FxHashMap<u128, i32>,
-    long: FxHashMap<&'a str, i32>,
+    short: FastMap<u128, i32>,
+    long: FastMap<&'a str, i32>,
     /// Integers that span a range not much wider than their count (ids numbered
     /// from 0 or 1, ages) are looked up by position instead: `dense[v - min]`, 0 for
     /// none. Then the maps stay empty.

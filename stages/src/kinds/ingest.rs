@@ -14,7 +14,7 @@ use datafusion::arrow::compute::{cast, concat_batches, take};
 use datafusion::arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
-use crate::fxhash::FxHashSet;
+use crate::hashing::FastSet;
 use crate::schema::clicks::{CLICKS_OUTPUT, ClickLog, USERS_OUTPUT, UserTable, write_clicks, write_users};
 use crate::table::{self, failed};
 use dagrun_kind::{KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
@@ -520,14 +520,14 @@ fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError>
 fn first_rows(users: &ArrayRef) -> Vec<u32> {
     let mut firsts = Vec::new();
     if let Some(ints) = users.as_any().downcast_ref::<Int64Array>() {
-        let mut seen = FxHashSet::default();
+        let mut seen = FastSet::default();
         for (row, u) in ints.values().iter().enumerate() {
             if seen.insert(*u) {
                 firsts.push(row as u32);
             }
         }
     } else if let Some(text) = users.as_any().downcast_ref::<StringArray>() {
-        let mut seen = FxHashSet::default();
+        let mut seen = FastSet::default();
         for row in 0..text.len() {
             if seen.insert(text.value(row)) {
                 firsts.push(row as u32);

@@ -20,7 +20,7 @@ use crate::schema::encoded::{ITEM_IDX, USER_IDX, check_indices_at, dense_limit};
 use crate::schema::examples::{EXAMPLE_AGE, HIST, HIST_LEN, LABEL};
 use rayon::prelude::*;
 
-use crate::fxhash::{FxHashMap, FxHashSet};
+use crate::hashing::{FastMap, FastSet};
 use crate::rng::{Alias, Rng};
 use crate::table::{self, TableWriter};
 use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
@@ -247,7 +247,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         n_items,
     };
 
-    let test_of: FxHashMap<i32, i32> = te_user.iter().copied().zip(te_item.iter().copied()).collect();
+    let test_of: FastMap<i32, i32> = te_user.iter().copied().zip(te_item.iter().copied()).collect();
     ctx.progress.set_length(groups.len() as u64);
     let schema = ExampleBuffer::default().take_batch()?.schema();
     let train_w = TableWriter::create(&ctx.output(&TRAIN), schema.clone())?;
@@ -295,11 +295,11 @@ fn test_examples(
     groups: &[(i32, usize, usize)],
     tr_item: &[i32],
     (te_user, te_item): (&[i32], &[i32]),
-    test_of: &FxHashMap<i32, i32>,
+    test_of: &FastMap<i32, i32>,
     max_hist: u32,
 ) -> Result<RecordBatch, StageError> {
     let mut test = ExampleBuffer::default();
-    let mut covered = FxHashSet::default();
+    let mut covered = FastSet::default();
     for &(user, start, end) in groups {
         if let Some(&item) = test_of.get(&user) {
             let seq = &tr_item[start..end];
@@ -323,7 +323,7 @@ fn write_train(
     mut w: TableWriter,
     groups: &[(i32, usize, usize)],
     source: &Draw,
-    test_of: &FxHashMap<i32, i32>,
+    test_of: &FastMap<i32, i32>,
 ) -> Result<u64, StageError> {
     let mut parts = Vec::new();
     let (mut from, mut rows) = (0, 0);
