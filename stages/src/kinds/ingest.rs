@@ -104,6 +104,17 @@ pub struct Ingested {
 }
 
 impl Ingested {
+    /// User and item ids as int64 where every one of them is an integer written the
+    /// way Rust writes it (so `007` and `7` never merge).
+    fn with_integer_ids(mut self) -> Ingested {
+        if let Some(users) = integers(&self.users) {
+            self.user_ids = integers(&self.user_ids).unwrap_or(self.user_ids);
+            self.users = users;
+        }
+        self.items = integers(&self.items).unwrap_or(self.items);
+        self
+    }
+
     fn from_text((log, users): (ClickLog, UserTable)) -> Ingested {
         Ingested {
             users: Arc::new(StringArray::from(log.users)),
@@ -118,10 +129,15 @@ impl Ingested {
 /// Reads `data` in the layout `p.format` names (or finds it).
 pub fn read(data: &Path, p: &IngestParams) -> Result<Ingested, StageError> {
     let layout = if p.format == Layout::Auto { detect(data)? } else { p.format };
-    if layout == Layout::Parquet {
-        return mapped_parquet(&single_file(data, "parquet")?, p);
+    match layout {
+        Layout::Parquet => mapped_parquet(&single_file(data, "parquet")?, p),
+        // A CSV's types are the values': ids that are all integers are integers.
+        Layout::Csv | Layout::Tsv => {
+            read_text(data, layout, p).map(Ingested::from_text).map(Ingested::with_integer_ids)
+        }
+        // RecBole and MovieLens declare their ids as tokens: they stay text.
+        _ => read_text(data, layout, p).map(Ingested::from_text),
     }
-    read_text(data, layout, p).map(Ingested::from_text)
 }
 
 /// The text layouts: every id as it is written.
@@ -516,6 +532,14 @@ fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError>
     Ok(Ingested { users, items, timestamps: ts.values().to_vec(), user_ids, features })
 }
 
+/// `ids` (utf8) as int64, if every value is an integer in its canonical form.
+fn integers(ids: &ArrayRef) -> Option<ArrayRef> {
+    let text = ids.as_any().downcast_ref::<StringArray>()?;
+    let parse = |v: &str| v.parse::<i64>().ok().filter(|n| n.to_string() == v);
+    let values: Option<Vec<i64>> = text.iter().map(|v| v.and_then(parse)).collect();
+    Some(Arc::new(Int64Array::from(values?)))
+}
+
 /// The row of each user's first click, in the order users first appear.
 fn first_rows(users: &ArrayRef) -> Vec<u32> {
     let mut firsts = Vec::new();
@@ -676,6 +700,22 @@ mod tests {
         assert_eq!(text(&got.user_ids), ["7", "3"], "users in the order they first appear");
         assert_eq!(got.features[0].1, ["a", "b"], "their first value");
         assert_eq!(got.timestamps, [1, 2, 3]);
+    }
+
+    #[test]
+    fn integer_ids_of_a_csv_become_integers_and_others_stay_text() {
+        let d = tempfile::tempdir().unwrap();
+        let p = IngestParams::default();
+        let f = write(d.path(), "ints.csv", "user_id,item_id,timestamp\n12,5,1\n-3,6,2\n12,7,3\n");
+        let got = read(&f, &p).unwrap();
+        assert_eq!(got.users.data_type(), &DataType::Int64);
+        assert_eq!(got.user_ids.data_type(), &DataType::Int64, "the users table matches the clicks");
+        assert_eq!(text(&got.user_ids), ["12", "-3"]);
+        let f = write(d.path(), "mixed.csv", "user_id,item_id,timestamp\n007,5,1\n7,x,2\n");
+        let got = read(&f, &p).unwrap();
+        assert_eq!(got.users.data_type(), &DataType::Utf8, "`007` and `7` are two users");
+        assert_eq!(text(&got.users), ["007", "7"]);
+        assert_eq!(got.items.data_type(), &DataType::Utf8);
     }
 
     #[test]
