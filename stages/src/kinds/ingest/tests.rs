@@ -1,0 +1,162 @@
+//! Tests of kind `ingest`.
+
+use super::*;
+
+/// An id column as text, whatever its type.
+fn text(a: &ArrayRef) -> Vec<String> {
+    let a = cast(a, &DataType::Utf8).unwrap();
+    let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+    (0..a.len()).map(|i| a.value(i).to_string()).collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn recbole_layout_with_user_features() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "x.inter",
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t10\t5\t100\n2\t11\t3\t99.0\n",
+    );
+    write(d.path(), "x.user", "user_id:token\tage:token\tzip_code:token\n1\t20\tA1\n2\t30\t02139\n");
+    let got = read(d.path(), &IngestParams::default()).unwrap();
+    assert_eq!(text(&got.users), ["1", "2"]);
+    assert_eq!(got.timestamps, [100, 99]);
+    assert_eq!(got.features[1].0, "zip_code");
+    assert_eq!(got.features[1].1, ["A1", "02139"], "zip codes stay strings");
+}
+
+#[test]
+fn grouplens_100k_layout() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n");
+    write(d.path(), "u.user", "196|24|M|technician|85711\n");
+    let got = read(d.path(), &IngestParams::default()).unwrap();
+    assert_eq!(text(&got.items), ["242", "302"]);
+    assert_eq!(got.features.len(), 4);
+    assert_eq!(got.features[2].1, ["technician"]);
+}
+
+#[test]
+fn movielens_1m_layout() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "ratings.dat", "1::1193::5::978300760\n");
+    write(d.path(), "users.dat", "1::F::1::10::48067\n");
+    let got = read(d.path(), &IngestParams::default()).unwrap();
+    assert_eq!(got.timestamps, [978300760]);
+    assert_eq!(got.features[0], ("gender".to_string(), vec!["F".to_string()]));
+}
+
+/// Regression: fields were split on every separator and stripped of quotes, so a
+/// quoted field holding the separator was cut in two and the rest of the line shifted.
+#[test]
+fn quoted_separators_doubled_quotes_and_crlf_keep_every_field_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let body = "uid,iid,ts,city\r\n\"a,1\",x,5,\"paris, \"\"la ville\"\"\"\r\nb,\"y\ny\",6,rome\r\n";
+    let f = write(d.path(), "log.csv", body);
+    let p = IngestParams {
+        user: "uid".into(),
+        item: "iid".into(),
+        timestamp: "ts".into(),
+        user_features: vec!["city".into()],
+        ..Default::default()
+    };
+    let got = read(&f, &p).unwrap();
+    assert_eq!(text(&got.users), ["a,1", "b"]);
+    assert_eq!(text(&got.items), ["x", "y\ny"], "a quoted line break stays in its field");
+    assert_eq!(got.timestamps, [5, 6]);
+    assert_eq!(got.features[0].1, ["paris, \"la ville\"", "rome"]);
+}
+
+#[test]
+fn an_unclosed_quote_or_a_bad_number_names_the_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = IngestParams { user: "u".into(), item: "i".into(), timestamp: "t".into(), ..Default::default() };
+    let f = write(d.path(), "bad.csv", "u,i,t\na,x,1\nb,y,soon\n");
+    let e = read(&f, &p).unwrap_err().to_string();
+    assert!(e.contains("bad.csv:3:5: timestamp `soon` is not a number"), "{e}");
+}
+
+#[test]
+fn csv_with_mapping() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "log.csv", "uid,iid,ts,city\na,x,5,paris\nb,y,6,rome\na,z,7,oslo\n");
+    let p = IngestParams {
+        user: "uid".into(),
+        item: "iid".into(),
+        timestamp: "ts".into(),
+        user_features: vec!["city".into()],
+        ..Default::default()
+    };
+    let got = read(&f, &p).unwrap();
+    assert_eq!(text(&got.items), ["x", "y", "z"]);
+    assert_eq!(text(&got.user_ids), ["a", "b"]);
+    assert_eq!(got.features[0].1, ["paris", "rome"], "first value per user");
+}
+
+/// Regression: integer ids of a Parquet log were turned into text, which made split
+/// and encode on real data several times slower than on synth's integers.
+#[test]
+fn integer_ids_of_a_parquet_log_stay_integers() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("log.parquet");
+    table::write(
+        &f,
+        vec![
+            ("user_id", Arc::new(Int64Array::from(vec![7, 3, 7])) as ArrayRef),
+            ("item_id", Arc::new(datafusion::arrow::array::Int32Array::from(vec![10, 11, 12]))),
+            ("timestamp", Arc::new(Int64Array::from(vec![1, 2, 3]))),
+            ("city", Arc::new(StringArray::from(vec!["a", "b", "c"]))),
+        ],
+    )
+    .unwrap();
+    let p = IngestParams { user_features: vec!["city".into()], ..Default::default() };
+    let got = read(&f, &p).unwrap();
+    assert_eq!(got.users.data_type(), &DataType::Int64);
+    assert_eq!(got.items.data_type(), &DataType::Int64, "int32 ids widen to int64");
+    assert_eq!(text(&got.user_ids), ["7", "3"], "users in the order they first appear");
+    assert_eq!(got.features[0].1, ["a", "b"], "their first value");
+    assert_eq!(got.timestamps, [1, 2, 3]);
+}
+
+#[test]
+fn integer_ids_of_a_csv_become_integers_and_others_stay_text() {
+    let d = tempfile::tempdir().unwrap();
+    let p = IngestParams::default();
+    let f = write(d.path(), "ints.csv", "user_id,item_id,timestamp\n12,5,1\n-3,6,2\n12,7,3\n");
+    let got = read(&f, &p).unwrap();
+    assert_eq!(got.users.data_type(), &DataType::Int64);
+    assert_eq!(got.user_ids.data_type(), &DataType::Int64, "the users table matches the clicks");
+    assert_eq!(text(&got.user_ids), ["12", "-3"]);
+    let f = write(d.path(), "mixed.csv", "user_id,item_id,timestamp\n007,5,1\n7,x,2\n");
+    let got = read(&f, &p).unwrap();
+    assert_eq!(got.users.data_type(), &DataType::Utf8, "`007` and `7` are two users");
+    assert_eq!(text(&got.users), ["007", "7"]);
+    assert_eq!(got.items.data_type(), &DataType::Utf8);
+}
+
+#[test]
+fn bad_inputs_name_file_line_and_column() {
+    let d = tempfile::tempdir().unwrap();
+    let p = IngestParams::default();
+    let f = write(d.path(), "a.csv", "user_id,item_id,timestamp\nu,i,12\nu,i,noon\n");
+    let e = read(&f, &p).unwrap_err().to_string();
+    assert!(e.ends_with("a.csv:3:5: timestamp `noon` is not a number (seconds since 1970)"), "{e}");
+    let f = write(d.path(), "b.csv", "user_id,item\nu,i\n");
+    let e = read(&f, &p).unwrap_err().to_string();
+    assert!(e.contains("b.csv:1:1: no column `item_id` in the header (columns: user_id, item)"), "{e}");
+    let f = write(d.path(), "c.csv", "");
+    assert!(read(&f, &p).unwrap_err().to_string().contains("c.csv: the file is empty"));
+    let f = write(d.path(), "d.csv", "user_id,item_id,user_id,timestamp\n");
+    let e = read(&f, &p).unwrap_err().to_string();
+    assert!(e.contains("d.csv:1:17: column `user_id` appears twice in the header"), "{e}");
+    let f = write(d.path(), "e.csv", "user_id,item_id,timestamp\nu,i\n");
+    let e = read(&f, &p).unwrap_err().to_string();
+    assert!(e.contains("e.csv:2:4: missing field 3 (timestamp)"), "{e}");
+    assert!(matches!(read(&f, &p).unwrap_err(), StageError::BadInput(_)));
+}
