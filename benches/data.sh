@@ -6,11 +6,11 @@
 # Usage: benches/data.sh [path/to/dagrun]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-cat >"$work/pipeline.yaml" <<'YAML'
+pipeline() { # clicks-stage lines -> a pipeline: that stage, then split, encode, sample
+  cat <<YAML
 stages:
   clicks:
-    kind: synth
-    params: {users: 200000, items: 50000, clicks: 5000000, seed: 0}
+$1
   split:
     kind: split_last_click
     inputs: {clicks: clicks.clicks}
@@ -21,6 +21,9 @@ stages:
     kind: sample
     inputs: {train: encode.train, test: encode.test}
 YAML
+}
+pipeline "    kind: synth
+    params: {users: 200000, items: 50000, clicks: 5000000, seed: 0}" >"$work/pipeline.yaml"
 cd "$work"
 /usr/bin/time -f "synth_wall_s=%e synth_peak_rss_mb=%M" "$bin" run --target clicks 2>&1 >/dev/null | tail -1 | awk '{ sub(/synth_peak_rss_mb=/, "", $2); printf "%s synth_peak_rss_mb=%.0f\n", $1, $2/1024 }'
 /usr/bin/time -f "%e %M" -o time.txt "$bin" run -j 1 --target sample >/dev/null
@@ -57,21 +60,8 @@ pcsv.write_csv(t, sys.argv[1] + "/log.csv")
 PY
 for format in parquet csv; do
   mkdir -p "$work/$format"
-  cat >"$work/$format/pipeline.yaml" <<YAML
-stages:
-  clicks:
-    kind: ingest
-    inputs: {data: ../log.$format}
-  split:
-    kind: split_last_click
-    inputs: {clicks: clicks.clicks}
-  encode:
-    kind: encode
-    inputs: {train: split.train, test: split.test, users: clicks.users}
-  sample:
-    kind: sample
-    inputs: {train: encode.train, test: encode.test}
-YAML
+  pipeline "    kind: ingest
+    inputs: {data: ../log.$format}" >"$work/$format/pipeline.yaml"
   (cd "$work/$format" && /usr/bin/time -f "%e %M" -o time.txt "$bin" run -j 1 --target sample >/dev/null)
   read -r wall rss <"$work/$format/time.txt"
   (cd "$work/$format" && python3 -c "
