@@ -17,15 +17,16 @@ use super::{Cli, Command, Format, PipelineArgs, SqlOut};
 pub(super) fn dispatch(cli: &Cli) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
-        Command::Run { pipeline, targets, jobs, force, dry_run, wait } => {
+        Command::Run { pipeline, targets, jobs, force, dry_run, wait, sweeps } => {
             let opts = RunOptions {
                 jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
                 force: force.clone(),
                 targets: targets.clone(),
                 wait: *wait,
                 progress: std::io::stderr().is_terminal(),
+                overrides: Vec::new(),
             };
-            run(cli, pipeline, &opts, *dry_run, &mut out)
+            run(cli, pipeline, sweeps, opts, *dry_run, &mut out)
         }
         Command::Status { pipeline, json } => status(cli, pipeline, *json, &mut out),
         Command::Dag { pipeline, format } => {
@@ -47,8 +48,23 @@ pub(super) fn dispatch(cli: &Cli) -> Result<(), Error> {
             let _ = writeln!(out, "{verb} {} record(s) and {} object(s), {} bytes", r.records, r.objects, r.bytes);
             Ok(())
         }
-        Command::Metrics { pipeline, json, diff, check } => {
-            metrics(cli, pipeline, *json, diff.as_deref(), *check, &mut out)
+        Command::Exp { pipeline, last, metrics, json, markdown } => {
+            let rows = query::exp::rows(&load(pipeline, true)?, &store_for(cli, &pipeline.pipeline), *last, metrics)?;
+            let text = if *json {
+                format!("{}\n", serde_json::to_string_pretty(&rows).unwrap_or_default())
+            } else {
+                query::exp::table(&rows, *markdown)
+            };
+            let _ = write!(out, "{text}");
+            Ok(())
+        }
+        Command::Metrics { pipeline, json, diff, check, markdown } => {
+            let format = match (*json, *markdown) {
+                (true, _) => MetricsFormat::Json,
+                (_, true) => MetricsFormat::Markdown,
+                _ => MetricsFormat::Table,
+            };
+            metrics(cli, pipeline, format, diff.as_deref(), *check, &mut out)
         }
         Command::Sql { query, pipeline, format } => {
             let format = match format {
@@ -76,13 +92,53 @@ fn load(args: &PipelineArgs, allow_missing_paths: bool) -> Result<Pipeline, Erro
     Ok(pipeline::load(&args.pipeline, &overrides, crate::catalog())?)
 }
 
-fn run(cli: &Cli, args: &PipelineArgs, opts: &RunOptions, dry_run: bool, out: &mut dyn Write) -> Result<(), Error> {
-    let p = load(args, false)?;
+/// `dagrun run`, once, or once per point of a sweep: every point is loaded and checked
+/// before the first one runs, so a bad value stops the sweep before anything runs.
+fn run(
+    cli: &Cli,
+    args: &PipelineArgs,
+    sweeps: &[String],
+    opts: RunOptions,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let points = pipeline::overrides::sweep_points(sweeps)?;
+    let mut loaded = Vec::with_capacity(points.len());
+    for point in &points {
+        let params: Vec<String> = args.params.iter().chain(point).cloned().collect();
+        let overrides = Overrides { params: params.clone(), inputs: args.inputs.clone(), allow_missing_paths: false };
+        let p = pipeline::load(&args.pipeline, &overrides, crate::catalog()).map_err(|e| swept(e, point))?;
+        loaded.push((p, params));
+    }
     let store = store_for(cli, &args.pipeline);
-    if dry_run {
-        dagrun_engine::exec::dry_run(&p, &store, opts, out)
-    } else {
-        dagrun_engine::exec::run(&p, &store, opts, out).map(|_| ())
+    let mut failed = None;
+    for (k, ((p, params), point)) in loaded.iter().zip(&points).enumerate() {
+        if !sweeps.is_empty() {
+            let _ = writeln!(out, "== point {}/{}: {}", k + 1, points.len(), point.join(" "));
+        }
+        let opts = RunOptions { overrides: params.clone(), ..opts.clone() };
+        let result = if dry_run {
+            dagrun_engine::exec::dry_run(p, &store, &opts, out)
+        } else {
+            dagrun_engine::exec::run(p, &store, &opts, out).map(|_| ())
+        };
+        // A failed point does not stop the others; the sweep reports the first failure.
+        if let Err(e) = result {
+            failed.get_or_insert(e);
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// A `-P` error about a value that came from `-S` names `-S`.
+fn swept(e: pipeline::PipelineError, point: &[String]) -> pipeline::PipelineError {
+    match e {
+        pipeline::PipelineError::CommandLine(m)
+            if point.iter().any(|o| o.split_once('=').is_some_and(|(k, _)| m.starts_with(&format!("-P {k}:")))) =>
+        {
+            pipeline::PipelineError::CommandLine(m.replacen("-P ", "-S ", 1))
+        }
+        other => other,
     }
 }
 
@@ -103,10 +159,17 @@ fn status(cli: &Cli, args: &PipelineArgs, json: bool, out: &mut dyn Write) -> Re
     Ok(())
 }
 
+/// How `dagrun metrics` prints.
+enum MetricsFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
 fn metrics(
     cli: &Cli,
     args: &PipelineArgs,
-    json: bool,
+    format: MetricsFormat,
     diff: Option<&str>,
     check: bool,
     out: &mut dyn Write,
@@ -115,11 +178,12 @@ fn metrics(
     let store = store_for(cli, &args.pipeline);
     let now = query::metrics::current(&p, &store);
     let before = diff.map(|r| query::metrics::reference(&store, r)).transpose()?;
-    if json {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&now).unwrap_or_default());
-    } else {
-        let _ = write!(out, "{}", query::metrics::table(&now, before.as_ref()));
-    }
+    let text = match format {
+        MetricsFormat::Json => format!("{}\n", serde_json::to_string_pretty(&now).unwrap_or_default()),
+        MetricsFormat::Markdown => query::metrics::markdown(&now, before.as_ref()),
+        MetricsFormat::Table => query::metrics::table(&now, before.as_ref()),
+    };
+    let _ = write!(out, "{text}");
     let failures = if check { pipeline::checks::failures(&p.checks, &now) } else { Vec::new() };
     if failures.is_empty() { Ok(()) } else { Err(Error::ChecksFailed(failures)) }
 }

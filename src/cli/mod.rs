@@ -52,6 +52,10 @@ pub(crate) enum Command {
         /// Wait for another run's lock instead of failing
         #[arg(long)]
         wait: bool,
+        /// Sweep a param: -S stage.param=v1,v2,… (repeatable: several make a grid);
+        /// each point is a run of its own, sharing every stage whose key is the same
+        #[arg(short = 'S', value_name = "STAGE.PARAM=V1,V2,…")]
+        sweeps: Vec<String>,
     },
     /// Show every stage: fresh, stale (and why) or new
     Status {
@@ -102,6 +106,26 @@ pub(crate) enum Command {
         /// Exit with code 3 when a check of the pipeline fails
         #[arg(long)]
         check: bool,
+        /// A GitHub-flavoured table, for a pull-request comment
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+    },
+    /// The last runs side by side: differing params, checked metrics, seconds
+    Exp {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// How many runs, newest first
+        #[arg(short = 'n', default_value_t = 10)]
+        last: usize,
+        /// Also show this metric (repeatable): --metric stage.metric
+        #[arg(long = "metric", value_name = "STAGE.METRIC")]
+        metrics: Vec<String>,
+        /// An array of {"run", "params", "metrics"} objects
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// A GitHub-flavoured table, for a pull-request comment
+        #[arg(long)]
+        markdown: bool,
     },
     /// Query the newest Parquet artifacts with SQL (tables `<stage>_<output>`)
     Sql {

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub wait: bool,
     /// Draw progress bars (on a terminal).
     pub progress: bool,
+    /// The `-P` overrides, recorded in the run log.
+    pub overrides: Vec<String>,
 }
 
 /// How each stage of a run ended.
@@ -97,6 +99,7 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions, out: &mut dyn Write) 
     let log = RunLog {
         id: run_id(),
         pipeline: p.file.display().to_string(),
+        overrides: opts.overrides.clone(),
         started: started_unix,
         duration_s: started.elapsed().as_secs_f64(),
         stages: ex.entries.iter().flatten().cloned().collect(),

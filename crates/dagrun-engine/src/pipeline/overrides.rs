@@ -51,3 +51,70 @@ pub(crate) fn split_overrides<'a>(
     }
     Ok((params, inputs))
 }
+
+/// The points of a sweep: every combination of the values of each
+/// `-S stage.param=v1,v2,…`, as `-P` overrides (`stage.param=v`), first flag slowest.
+/// Values split at commas outside brackets, so `[64, 32],[32]` is two lists.
+pub fn sweep_points(sweeps: &[String]) -> Result<Vec<Vec<String>>, PipelineError> {
+    let mut points: Vec<Vec<String>> = vec![Vec::new()];
+    for item in sweeps {
+        let (lhs, values) = item
+            .split_once('=')
+            .filter(|(lhs, _)| lhs.split_once('.').is_some_and(|(s, k)| !s.is_empty() && !k.is_empty()))
+            .ok_or_else(|| PipelineError::CommandLine(format!("-S {item}: expected `stage.param=v1,v2,…`")))?;
+        let values = split_top_level(values);
+        if values.iter().any(|v| v.trim().is_empty()) {
+            return Err(PipelineError::CommandLine(format!("-S {item}: a value is empty; list them as `v1,v2,…`")));
+        }
+        points = points
+            .into_iter()
+            .flat_map(|p| values.iter().map(move |v| [p.clone(), vec![format!("{lhs}={}", v.trim())]].concat()))
+            .collect();
+    }
+    Ok(points)
+}
+
+/// `text` split at the commas that no bracket encloses.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let (mut depth, mut start, mut out) = (0i32, 0, Vec::new());
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' | '{' => depth += 1,
+            ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&text[start..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_make_a_grid_first_flag_slowest() {
+        let points = sweep_points(&["a.x=1,2".into(), "b.y=[64, 32],[32]".into()]).unwrap();
+        assert_eq!(
+            points,
+            [
+                vec!["a.x=1", "b.y=[64, 32]"],
+                vec!["a.x=1", "b.y=[32]"],
+                vec!["a.x=2", "b.y=[64, 32]"],
+                vec!["a.x=2", "b.y=[32]"],
+            ]
+        );
+        assert_eq!(sweep_points(&[]).unwrap(), [Vec::<String>::new()], "no sweep: one point, the pipeline as it is");
+    }
+
+    #[test]
+    fn bad_sweeps_say_what_is_wrong() {
+        assert!(sweep_points(&["a.x=".into()]).unwrap_err().to_string().contains("a value is empty"));
+        assert!(sweep_points(&["a.x=1,,2".into()]).unwrap_err().to_string().contains("a value is empty"));
+        assert!(sweep_points(&["ax=1".into()]).unwrap_err().to_string().contains("expected `stage.param=v1,v2,…`"));
+    }
+}

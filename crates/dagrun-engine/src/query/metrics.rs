@@ -43,19 +43,62 @@ pub fn reference(store: &Store, reference: &str) -> Result<Metrics, Error> {
     Ok(out)
 }
 
+/// Metric names in reading order: by name, and `…@K` by K as a number (`@10` before
+/// `@50` before `@100`).
+pub fn metric_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |m: &str| match m.rsplit_once('@') {
+        Some((name, k)) => (name.to_string(), k.parse::<u64>().ok(), k.to_string()),
+        None => (m.to_string(), None, String::new()),
+    };
+    split(a).cmp(&split(b))
+}
+
+/// The metrics as a GitHub-flavoured table, with the reference and the change when one
+/// is given (for a pull-request comment).
+pub fn markdown(now: &Metrics, before: Option<&Metrics>) -> String {
+    let mut keys: Vec<&String> = now.keys().chain(before.into_iter().flat_map(|b| b.keys())).collect();
+    keys.sort_by(|a, b| metric_order(a, b));
+    keys.dedup();
+    let cell =
+        |m: Option<&Metrics>, k: &str| m.and_then(|m| m.get(k)).map_or_else(|| "-".into(), |v| format!("{v:.4}"));
+    let mut out = String::new();
+    match before {
+        None => out.push_str("| metric | value |\n|---|---:|\n"),
+        Some(_) => out.push_str("| metric | now | reference | delta |\n|---|---:|---:|---:|\n"),
+    }
+    for k in keys {
+        match before {
+            None => writeln!(out, "| {k} | {} |", cell(Some(now), k)),
+            Some(b) => {
+                let delta = match (now.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => format!("{:+.4}", x - y),
+                    _ => "-".into(),
+                };
+                writeln!(out, "| {k} | {} | {} | {delta} |", cell(Some(now), k), cell(Some(b), k))
+            }
+        }
+        .ok();
+    }
+    out
+}
+
 /// A table of metrics, with the reference and the change when one is given.
 pub fn table(now: &Metrics, before: Option<&Metrics>) -> String {
     let width = now.keys().chain(before.into_iter().flat_map(|b| b.keys())).map(String::len).max().unwrap_or(6).max(6);
     let mut out = String::new();
     match before {
         None => {
-            for (k, v) in now {
-                let _ = writeln!(out, "{k:<width$}  {v:>12.6}");
+            let mut keys: Vec<&String> = now.keys().collect();
+            keys.sort_by(|a, b| metric_order(a, b));
+            for k in keys {
+                let _ = writeln!(out, "{k:<width$}  {:>12.6}", now[k]);
             }
         }
         Some(before) => {
             let _ = writeln!(out, "{:<width$}  {:>12}  {:>12}  {:>12}", "metric", "now", "reference", "delta");
-            let keys: std::collections::BTreeSet<&String> = now.keys().chain(before.keys()).collect();
+            let mut keys: Vec<&String> =
+                now.keys().chain(before.keys()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            keys.sort_by(|a, b| metric_order(a, b));
             for k in keys {
                 let cell = |m: &Metrics| m.get(k).map(|v| format!("{v:.6}")).unwrap_or_else(|| "-".into());
                 let delta = match (now.get(k), before.get(k)) {
@@ -67,4 +110,26 @@ pub fn table(now: &Metrics, before: Option<&Metrics>) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_diff_has_one_row_per_metric_in_k_order() {
+        let now = Metrics::from([("e.hr@50".into(), 0.5), ("e.hr@10".into(), 0.25)]);
+        let before = Metrics::from([("e.hr@50".into(), 0.4)]);
+        assert_eq!(
+            markdown(&now, Some(&before)),
+            "| metric | now | reference | delta |\n|---|---:|---:|---:|\n| e.hr@10 | 0.2500 | - | - |\n| e.hr@50 | 0.5000 | 0.4000 | +0.1000 |\n"
+        );
+    }
+
+    #[test]
+    fn at_k_metrics_sort_by_k_as_a_number() {
+        let mut names = vec!["e.hr@200", "e.hr@50", "e.mrr", "e.hr@10", "e.hr@100", "e.ndcg@50", "b.hr@50"];
+        names.sort_by(|a, b| metric_order(a, b));
+        assert_eq!(names, ["b.hr@50", "e.hr@10", "e.hr@50", "e.hr@100", "e.hr@200", "e.mrr", "e.ndcg@50"]);
+    }
 }

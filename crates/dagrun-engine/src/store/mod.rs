@@ -83,6 +83,9 @@ pub struct RunEntry {
 pub struct RunLog {
     pub id: String,
     pub pipeline: String,
+    /// The `-P` overrides the run was made with (a sweep's point among them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     pub started: u64,
     pub duration_s: f64,
     pub stages: Vec<RunEntry>,

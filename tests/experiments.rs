@@ -1,0 +1,74 @@
+//! Sweeps (`run -S`) and the comparison of runs (`exp`), through the real binary.
+
+mod common;
+
+use common::Project;
+
+#[test]
+fn a_sweep_runs_each_point_and_shares_the_stages_above_it() {
+    let p = Project::shipped("pipeline.yaml");
+    let r = p.dagrun(&["run", "-S", "sample.neg_ratio=0,5,10"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for (k, v) in ["0", "5", "10"].iter().enumerate() {
+        assert!(r.stdout.contains(&format!("== point {}/3: sample.neg_ratio={v}\n", k + 1)), "{}", r.stdout);
+    }
+    for stage in ["clicks", "split", "encode", "baseline"] {
+        assert_eq!(r.stages("ran").iter().filter(|s| *s == stage).count(), 1, "{stage} ran once: {}", r.stdout);
+    }
+    assert_eq!(r.stages("ran").iter().filter(|s| *s == "sample").count(), 3, "{}", r.stdout);
+
+    let exp = p.dagrun(&["exp", "--json"]);
+    assert_eq!(exp.code, 0, "{}", exp.stderr);
+    let rows: serde_json::Value = serde_json::from_str(&exp.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    let ratios: Vec<&serde_json::Value> = rows.iter().map(|r| &r["params"]["sample.neg_ratio"]).collect();
+    assert_eq!(ratios, [10, 5, 0], "newest first");
+    assert!(rows.iter().all(|r| r["metrics"]["evaluate.hr@50"].as_f64().is_some()), "{rows:?}");
+    let one = p.dagrun(&["exp", "--json", "-n", "1"]);
+    let one: serde_json::Value = serde_json::from_str(&one.stdout).unwrap();
+    assert_eq!(one[0]["params"]["sample.neg_ratio"], 10, "an override is shown even alone");
+
+    let md = p.dagrun(&["exp", "--markdown", "--metric", "evaluate.hr@10"]);
+    let lines: Vec<&str> = md.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", md.stdout);
+    assert!(
+        lines[0].starts_with("| run | sample.neg_ratio | baseline.hr@50 | evaluate.hr@10 | evaluate.hr@50 |"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].starts_with("|---|---:|"), "{}", lines[1]);
+
+    let first = rows[2]["run"].as_str().unwrap();
+    let diff = p.dagrun(&["metrics", "--markdown", "--diff", first]);
+    assert_eq!(diff.code, 0, "{}", diff.stderr);
+    assert!(diff.stdout.starts_with("| metric | now | reference | delta |\n|---|---:|---:|---:|\n"), "{}", diff.stdout);
+    let order: Vec<&str> = diff.stdout.lines().filter(|l| l.starts_with("| evaluate.hr@")).collect();
+    assert!(order[0].starts_with("| evaluate.hr@10 |") && order[1].starts_with("| evaluate.hr@50 |"), "{order:?}");
+    assert!(order[2].starts_with("| evaluate.hr@100 |"), "@K in the order of K: {order:?}");
+}
+
+#[test]
+fn bad_sweeps_are_exit_2_before_anything_runs() {
+    let p = Project::shipped("pipeline.yaml");
+    for (sweep, message) in [
+        ("nosuch.x=1,2", "-P nosuch.x=1: no stage `nosuch` in the pipeline"),
+        ("sample.nosuch=1,2", "-S sample.nosuch: unknown field `nosuch`"),
+        ("sample.neg_ratio=1,many", "-S sample.neg_ratio: invalid type: string \"many\""),
+        ("sample.neg_ratio=", "-S sample.neg_ratio=: a value is empty"),
+        ("train.lr=0.1,-1", "-S train.lr: must be a number above 0, not -1"),
+    ] {
+        let r = p.dagrun(&["run", "-S", sweep]);
+        assert_eq!(r.code, 2, "{sweep}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(message), "{sweep}: {}", r.stderr);
+        assert!(r.stdout.is_empty() && !p.store().exists(), "{sweep}: nothing ran");
+    }
+}
+
+#[test]
+fn exp_without_runs_says_so() {
+    let p = Project::shipped("pipeline.yaml");
+    let r = p.dagrun(&["exp"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no run of pipeline.yaml in"), "{}", r.stderr);
+}
