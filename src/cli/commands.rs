@@ -49,14 +49,7 @@ pub(super) fn dispatch(cli: &Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Exp { pipeline, last, metrics, json, markdown } => {
-            let rows = query::exp::rows(&load(pipeline, true)?, &store_for(cli, &pipeline.pipeline), *last, metrics)?;
-            let text = if *json {
-                format!("{}\n", serde_json::to_string_pretty(&rows).unwrap_or_default())
-            } else {
-                query::exp::table(&rows, *markdown)
-            };
-            let _ = write!(out, "{text}");
-            Ok(())
+            exp(cli, pipeline, (*last, metrics), (*json, *markdown), &mut out)
         }
         Command::Metrics { pipeline, json, diff, check, markdown } => {
             let format = match (*json, *markdown) {
@@ -156,6 +149,24 @@ fn status(cli: &Cli, args: &PipelineArgs, json: bool, out: &mut dyn Write) -> Re
         let line = format!("{:<width$}  {:<5}  {}", s.stage, s.state.to_string(), s.reasons.join("; "));
         let _ = writeln!(out, "{}", line.trim_end());
     }
+    Ok(())
+}
+
+/// `dagrun exp`: the last `n` runs with the `extra` metrics, as JSON, Markdown or text.
+fn exp(
+    cli: &Cli,
+    args: &PipelineArgs,
+    (n, extra): (usize, &[String]),
+    (json, markdown): (bool, bool),
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let rows = query::exp::rows(&load(args, true)?, &store_for(cli, &args.pipeline), n, extra)?;
+    let text = if json {
+        format!("{}\n", serde_json::to_string_pretty(&rows).unwrap_or_default())
+    } else {
+        query::exp::table(&rows, markdown)
+    };
+    let _ = write!(out, "{text}");
     Ok(())
 }
 
