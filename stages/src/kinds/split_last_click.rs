@@ -88,7 +88,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     }
 
     // The last click of every user, found by DataFusion; the rows stay in source order.
-    let users = last_clicks(&clicks, path, p.min_clicks, in_time_order(&times, &seqs))?;
+    let users = last_clicks(&clicks, path, p.min_clicks, last_by(&times, &seqs, rows))?;
     let mut role = vec![Role::Train; rows];
     let mut dropped = 0;
     for &(last, n) in &users.last {
@@ -164,13 +164,33 @@ fn write_split(ctx: &StageCtx, clicks: &[RecordBatch], roles: &[Vec<Role>]) -> R
 }
 
 /// Whether the rows are ordered by (timestamp, seq), nulls in neither.
-fn in_time_order(times: &[&Int64Array], seqs: &[&Int64Array]) -> bool {
+/// How each user's last click (by time, then `seq`) is found.
+#[derive(Debug, PartialEq)]
+enum LastBy {
+    /// The log is in (timestamp, seq) order, as synth writes it and most logs come:
+    /// the last click is the largest `seq`.
+    Seq,
+    /// `(timestamp - min) * rows + seq` fits in an i64 and orders clicks as
+    /// (timestamp, seq) do: its maximum gives the last click, in one plain `max`
+    /// (a log in no order: 0.55 s for DataFusion's ordered `last_value` at 5M clicks).
+    Packed { min: i64, rows: i64 },
+    /// Otherwise: `last_value(seq ORDER BY timestamp, seq)`.
+    Ordered,
+}
+
+fn last_by(times: &[&Int64Array], seqs: &[&Int64Array], rows: usize) -> LastBy {
     if times.iter().chain(seqs).any(|c| c.null_count() > 0) {
-        return false;
+        return LastBy::Ordered;
     }
     let mut pairs = times.iter().zip(seqs).flat_map(|(t, s)| t.values().iter().zip(s.values().iter()));
-    let Some(mut prev) = pairs.next() else { return true };
-    pairs.all(|pair| std::mem::replace(&mut prev, pair) <= pair)
+    let Some(mut prev) = pairs.next() else { return LastBy::Seq };
+    if pairs.all(|pair| std::mem::replace(&mut prev, pair) <= pair) {
+        return LastBy::Seq;
+    }
+    let (lo, hi) =
+        times.iter().flat_map(|t| t.values().iter()).fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    let span = (hi as i128 - lo as i128 + 1) * rows as i128;
+    if span <= i64::MAX as i128 { LastBy::Packed { min: lo, rows: rows as i64 } } else { LastBy::Ordered }
 }
 
 /// Per user, the `seq` of the last click (by time, then `seq`) and the click count;
@@ -183,14 +203,14 @@ struct LastClicks {
 /// Finds each user's last click with one grouped aggregation (an ordered
 /// `last_value` with the full tie-breaker) instead of sorting the whole log.
 /// A log already ordered by (timestamp, seq), as synth writes it and most logs
-/// come, needs no ordering at all: the last click is the largest `seq`, which
-/// DataFusion aggregates several times faster. It reads the log already in memory
+/// come, needs no ordering at all: the last click is the largest `seq`; a log in
+/// no order mostly takes a plain `max` too (see [`LastBy`]). It reads the log already in memory
 /// (`path` names it in errors).
 fn last_clicks(
     clicks: &[RecordBatch],
     path: &Path,
     min_clicks: u32,
-    in_time_order: bool,
+    last_by: LastBy,
 ) -> Result<LastClicks, StageError> {
     // As many partitions and workers as rayon has threads: the aggregation uses every core.
     let threads = rayon::current_num_threads();
@@ -210,10 +230,10 @@ fn last_clicks(
         };
         let batches = query(format!(
             "SELECT {last} AS last, COUNT(*) AS n FROM clicks GROUP BY {USER}",
-            last = if in_time_order {
-                format!("max({SEQ})")
-            } else {
-                format!("last_value({SEQ} ORDER BY {TIMESTAMP}, {SEQ})")
+            last = match last_by {
+                LastBy::Seq => format!("max({SEQ})"),
+                LastBy::Packed { min, rows } => format!("max(({TIMESTAMP} - ({min})) * {rows} + {SEQ}) % {rows}"),
+                LastBy::Ordered => format!("last_value({SEQ} ORDER BY {TIMESTAMP}, {SEQ})"),
             }
         ))
         .await?;
@@ -344,21 +364,38 @@ mod tests {
         let col = |v: Vec<Option<i64>>| Int64Array::from(v);
         let (t1, s1) = (col(vec![Some(1), Some(2)]), col(vec![Some(0), Some(1)]));
         let (t2, s2) = (col(vec![Some(2), Some(3)]), col(vec![Some(2), Some(3)]));
-        assert!(in_time_order(&[&t1, &t2], &[&s1, &s2]), "equal times, seq increasing");
+        assert_eq!(last_by(&[&t1, &t2], &[&s1, &s2], 4), LastBy::Seq, "equal times, seq increasing");
         let (late, late_seq) = (col(vec![Some(1)]), col(vec![Some(2)]));
-        assert!(!in_time_order(&[&t1, &late], &[&s1, &late_seq]), "each group ordered, not the two");
+        assert_eq!(
+            last_by(&[&t1, &late], &[&s1, &late_seq], 3),
+            LastBy::Packed { min: 1, rows: 3 },
+            "each group ordered, not the two"
+        );
         let with_null = col(vec![Some(3), None]);
-        assert!(!in_time_order(&[&t1, &with_null], &[&s1, &s2]));
-        assert!(in_time_order(&[], &[]));
+        assert_eq!(last_by(&[&t1, &with_null], &[&s1, &s2], 4), LastBy::Ordered);
+        let (huge, huge_seq) = (col(vec![Some(i64::MAX), Some(i64::MIN)]), col(vec![Some(0), Some(1)]));
+        assert_eq!(last_by(&[&huge], &[&huge_seq], 2), LastBy::Ordered, "a span too wide to pack");
+        assert_eq!(last_by(&[], &[], 0), LastBy::Seq);
     }
 
     #[test]
-    fn both_queries_agree_on_a_log_in_time_order() {
+    fn every_query_agrees_on_a_log_in_time_order() {
+        agree(|rng, ts| *ts += rng.below(3) as i64, true);
+    }
+
+    #[test]
+    fn the_packed_and_the_ordered_query_agree_on_a_log_in_no_order() {
+        agree(|rng, ts| *ts = rng.below(40) as i64 - 20, false);
+    }
+
+    /// The last clicks of a 2,000-click log whose times `next` makes, by each query that
+    /// applies (`by_seq`: the log is in time order); all must agree.
+    fn agree(next: impl Fn(&mut crate::rng::Rng, &mut i64), by_seq: bool) {
         let mut log = ClickLog::default();
         let mut rng = crate::rng::Rng::new(7);
         let mut ts = 0;
         for _ in 0..2000 {
-            ts += rng.below(3) as i64;
+            next(&mut rng, &mut ts);
             log.push(format!("u{}", rng.below(50)), format!("i{}", rng.below(100)), ts);
         }
         let d = tempfile::tempdir().unwrap();
@@ -367,12 +404,16 @@ mod tests {
         let clicks = table::read(&path).unwrap();
         // Cut in two, as row groups are.
         let clicks = [clicks.slice(0, 700), clicks.slice(700, 1300)];
-        let last = |ordered| {
-            let mut l = last_clicks(&clicks, &path, 3, ordered).unwrap();
+        let last = |by| {
+            let mut l = last_clicks(&clicks, &path, 3, by).unwrap();
             l.last.sort_unstable();
             l.dropped_seqs.sort_unstable();
             (l.last, l.dropped_seqs)
         };
-        assert_eq!(last(true), last(false));
+        let ordered = last(LastBy::Ordered);
+        assert_eq!(last(LastBy::Packed { min: -20, rows: 2000 }), ordered);
+        if by_seq {
+            assert_eq!(last(LastBy::Seq), ordered);
+        }
     }
 }
