@@ -5,7 +5,6 @@
 //! (`u.data` + `u.user`), MovieLens-1M (`ratings.dat` + `users.dat`), and CSV/TSV/Parquet
 //! files with a column mapping.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -132,15 +131,14 @@ pub fn read(data: &Path, p: &IngestParams) -> Result<Ingested, StageError> {
     match layout {
         Layout::Parquet => mapped_parquet(&single_file(data, "parquet")?, p),
         // A CSV's types are the values': ids that are all integers are integers.
-        Layout::Csv | Layout::Tsv => {
-            read_text(data, layout, p).map(Ingested::from_text).map(Ingested::with_integer_ids)
-        }
+        Layout::Csv => mapped_text(&single_file(data, "csv")?, ",", p).map(Ingested::with_integer_ids),
+        Layout::Tsv => mapped_text(&single_file(data, "tsv")?, "\t", p).map(Ingested::with_integer_ids),
         // RecBole and MovieLens declare their ids as tokens: they stay text.
         _ => read_text(data, layout, p).map(Ingested::from_text),
     }
 }
 
-/// The text layouts: every id as it is written.
+/// RecBole and MovieLens: every id as it is written.
 fn read_text(data: &Path, layout: Layout, p: &IngestParams) -> Result<(ClickLog, UserTable), StageError> {
     match layout {
         Layout::Recbole => recbole(data, p),
@@ -164,9 +162,7 @@ fn read_text(data: &Path, layout: Layout, p: &IngestParams) -> Result<(ClickLog,
             )?;
             Ok((log, users))
         }
-        Layout::Csv => mapped_text(&single_file(data, "csv")?, ",", p),
-        Layout::Tsv => mapped_text(&single_file(data, "tsv")?, "\t", p),
-        Layout::Parquet | Layout::Auto => Err(StageError::Failed(format!("{}: not a text layout", data.display()))),
+        _ => Err(StageError::Failed(format!("{}: {layout:?} is not a RecBole or MovieLens layout", data.display()))),
     }
 }
 
@@ -442,24 +438,9 @@ fn plain_users(path: &Path, sep: &'static str, feats: &[(&str, usize)]) -> Resul
     Ok(table)
 }
 
-/// Collects each user's first value of every feature column.
-fn users_from_log(order: &[String], feats: &[String], values: Vec<Vec<String>>) -> UserTable {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut table = UserTable { ids: Vec::new(), features: feats.iter().map(|n| (n.clone(), Vec::new())).collect() };
-    for (row, user) in order.iter().enumerate() {
-        if seen.contains_key(user.as_str()) {
-            continue;
-        }
-        seen.insert(user, row);
-        table.ids.push(user.clone());
-        for (k, col) in values.iter().enumerate() {
-            table.features[k].1.push(col[row].clone());
-        }
-    }
-    table
-}
-
-fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<(ClickLog, UserTable), StageError> {
+/// A CSV/TSV log with a header, its columns named by the params; the users table is
+/// each user's features at their first click.
+fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<Ingested, StageError> {
     let text = Text::open(path, sep)?;
     let (header, rows) = text.header_and_rows()?;
     let header: Vec<&str> = header.iter().collect();
@@ -479,8 +460,17 @@ fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<(Clic
             feats[k].push(text.field(line, &fields, i, &p.user_features[k])?.to_string());
         }
     }
-    let users = users_from_log(&log.users, &p.user_features, feats);
-    Ok((log, users))
+    let users: ArrayRef = Arc::new(StringArray::from(log.users));
+    let columns =
+        p.user_features.iter().cloned().zip(feats.into_iter().map(|f| Arc::new(StringArray::from(f)) as ArrayRef));
+    let (user_ids, features) = users_at_first_clicks(&users, columns.collect())?;
+    Ok(Ingested {
+        users,
+        items: Arc::new(StringArray::from(log.items)),
+        timestamps: log.timestamps,
+        user_ids,
+        features,
+    })
 }
 
 /// A Parquet log, read by the parquet crate, its columns named by the params. Integer
@@ -517,19 +507,30 @@ fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError>
     if let Some(row) = (0..ts.len()).find(|&i| ts.is_null(i)) {
         return Err(StageError::bad_value(path, &p.timestamp, row, "the timestamp is null"));
     }
-    let firsts = first_rows(&users);
-    let take_firsts = UInt32Array::from(firsts.clone());
-    let user_ids = take(&users, &take_firsts, None).map_err(failed)?;
-    let mut features = Vec::with_capacity(p.user_features.len());
-    for name in &p.user_features {
-        let col = cast(column_named(&batch, name, path)?, &DataType::Utf8).map_err(failed)?;
-        let col = col.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
-        let values = firsts
-            .iter()
-            .map(|&r| if col.is_null(r as usize) { String::new() } else { col.value(r as usize).to_string() });
-        features.push((name.clone(), values.collect()));
-    }
+    let columns = p.user_features.iter().map(|name| Ok((name.clone(), column_named(&batch, name, path)?.clone())));
+    let (user_ids, features) = users_at_first_clicks(&users, columns.collect::<Result<_, StageError>>()?)?;
     Ok(Ingested { users, items, timestamps: ts.values().to_vec(), user_ids, features })
+}
+
+/// The users table of a log that has none: every user once, in the order they first
+/// appear, with each feature column's value at their first click (as text).
+fn users_at_first_clicks(
+    users: &ArrayRef,
+    features: Vec<(String, ArrayRef)>,
+) -> Result<(ArrayRef, Vec<(String, Vec<String>)>), StageError> {
+    let firsts = UInt32Array::from(first_rows(users));
+    let user_ids = take(users, &firsts, None).map_err(failed)?;
+    let features = features
+        .into_iter()
+        .map(|(name, col)| {
+            let col = cast(&col, &DataType::Utf8).map_err(failed)?;
+            let col = col.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
+            let at =
+                |r: &u32| if col.is_null(*r as usize) { String::new() } else { col.value(*r as usize).to_string() };
+            Ok((name, firsts.values().iter().map(at).collect()))
+        })
+        .collect::<Result<_, StageError>>()?;
+    Ok((user_ids, features))
 }
 
 /// `ids` (utf8) as int64, if every value is an integer in its canonical form.
