@@ -52,7 +52,7 @@ fn a_sweep_runs_each_point_and_shares_the_stages_above_it() {
 fn bad_sweeps_are_exit_2_before_anything_runs() {
     let p = Project::shipped("pipeline.yaml");
     for (sweep, message) in [
-        ("nosuch.x=1,2", "-P nosuch.x=1: no stage `nosuch` in the pipeline"),
+        ("nosuch.x=1,2", "-S nosuch.x=1: no stage `nosuch` in the pipeline"),
         ("sample.nosuch=1,2", "-S sample.nosuch: unknown field `nosuch`"),
         ("sample.neg_ratio=1,many", "-S sample.neg_ratio: invalid type: string \"many\""),
         ("sample.neg_ratio=", "-S sample.neg_ratio=: a value is empty"),

@@ -81,7 +81,12 @@ fn store_for(cli: &Cli, pipeline_file: &Path) -> Store {
 
 /// `allow_missing_paths` for commands that look at the graph and the store but never read inputs.
 fn load(args: &PipelineArgs, allow_missing_paths: bool) -> Result<Pipeline, Error> {
-    let overrides = Overrides { params: args.params.clone(), inputs: args.inputs.clone(), allow_missing_paths };
+    let overrides = Overrides {
+        params: args.params.clone(),
+        inputs: args.inputs.clone(),
+        allow_missing_paths,
+        ..Overrides::default()
+    };
     Ok(pipeline::load(&args.pipeline, &overrides, crate::catalog())?)
 }
 
@@ -98,10 +103,15 @@ fn run(
     let points = pipeline::overrides::sweep_points(sweeps)?;
     let mut loaded = Vec::with_capacity(points.len());
     for point in &points {
-        let params: Vec<String> = args.params.iter().chain(point).cloned().collect();
-        let overrides = Overrides { params: params.clone(), inputs: args.inputs.clone(), allow_missing_paths: false };
-        let p = pipeline::load(&args.pipeline, &overrides, crate::catalog()).map_err(|e| swept(e, point))?;
-        loaded.push((p, params));
+        let overrides = Overrides {
+            params: args.params.clone(),
+            sweep: point.clone(),
+            inputs: args.inputs.clone(),
+            allow_missing_paths: false,
+        };
+        let p = pipeline::load(&args.pipeline, &overrides, crate::catalog())?;
+        // The run log records every override, the point's last (it wins over -P).
+        loaded.push((p, args.params.iter().chain(point).cloned().collect::<Vec<_>>()));
     }
     let store = store_for(cli, &args.pipeline);
     let mut failed = None;
@@ -121,18 +131,6 @@ fn run(
         }
     }
     failed.map_or(Ok(()), Err)
-}
-
-/// A `-P` error about a value that came from `-S` names `-S`.
-fn swept(e: pipeline::PipelineError, point: &[String]) -> pipeline::PipelineError {
-    match e {
-        pipeline::PipelineError::CommandLine(m)
-            if point.iter().any(|o| o.split_once('=').is_some_and(|(k, _)| m.starts_with(&format!("-P {k}:")))) =>
-        {
-            pipeline::PipelineError::CommandLine(m.replacen("-P ", "-S ", 1))
-        }
-        other => other,
-    }
 }
 
 fn status(cli: &Cli, args: &PipelineArgs, json: bool, out: &mut dyn Write) -> Result<(), Error> {

@@ -170,7 +170,7 @@ fn stage_params(
     stage: &str,
     kind: Kind,
     rs: &RawStage,
-    overrides: Option<&Vec<(String, serde_json::Value)>>,
+    overrides: Option<&Vec<(String, serde_json::Value, &'static str)>>,
 ) -> Result<serde_json::Value, PipelineError> {
     let mut map = serde_json::Map::new();
     let mut locs: HashMap<String, Location> = HashMap::new();
@@ -178,9 +178,10 @@ fn stage_params(
         map.insert(k.value.clone(), v.value.clone());
         locs.insert(k.value.clone(), k.referenced);
     }
-    let overridden: Vec<&str> = overrides.into_iter().flatten().map(|(k, _)| k.as_str()).collect();
-    for (k, v) in overrides.into_iter().flatten() {
+    let mut flags: HashMap<&str, &str> = HashMap::new();
+    for (k, v, flag) in overrides.into_iter().flatten() {
         map.insert(k.clone(), v.clone());
+        flags.insert(k, flag);
     }
     let Kind::Builtin(spec) = kind else {
         // A cmd stage's params are the user's own; they only need to be plain values.
@@ -188,8 +189,8 @@ fn stage_params(
     };
     (spec.params)(serde_json::Value::Object(map)).map_err(|e| {
         let key = e.key.clone().unwrap_or_default();
-        if overridden.contains(&key.as_str()) {
-            return PipelineError::CommandLine(format!("-P {stage}.{key}: {}", e.message));
+        if let Some(flag) = flags.get(key.as_str()) {
+            return PipelineError::CommandLine(format!("{flag} {stage}.{key}: {}", e.message));
         }
         let loc = locs.get(&key).copied().unwrap_or(rs.kind.referenced);
         let what = if key.is_empty() { "params".to_string() } else { format!("param `{key}`") };

@@ -1,5 +1,6 @@
-//! `-P stage.param=value` and `-I stage.input=PATH` from the command line, checked
-//! against the pipeline's stage names and typed as YAML would type them.
+//! `-P stage.param=value`, a sweep point's `-S` values and `-I stage.input=PATH` from
+//! the command line, checked against the pipeline's stage names and typed as YAML
+//! would type them; errors name the flag the value came with.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,12 +11,15 @@ use super::PipelineError;
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub params: Vec<String>,
+    /// One point of a `-S` sweep, `stage.param=value` each (see [`sweep_points`]).
+    pub sweep: Vec<String>,
     pub inputs: Vec<String>,
     /// Accept input paths that do not exist (for commands that never read them).
     pub allow_missing_paths: bool,
 }
 
-pub(crate) type ParamOverrides<'a> = HashMap<&'a str, Vec<(String, serde_json::Value)>>;
+/// Per stage: (param, value, the flag it came with).
+pub(crate) type ParamOverrides<'a> = HashMap<&'a str, Vec<(String, serde_json::Value, &'static str)>>;
 pub(crate) type InputOverrides<'a> = HashMap<&'a str, Vec<(String, PathBuf)>>;
 
 pub(crate) fn split_overrides<'a>(
@@ -24,7 +28,7 @@ pub(crate) fn split_overrides<'a>(
 ) -> Result<(ParamOverrides<'a>, InputOverrides<'a>), PipelineError> {
     let mut params: ParamOverrides = HashMap::new();
     let mut inputs: InputOverrides = HashMap::new();
-    for (flag, list) in [("-P", &overrides.params), ("-I", &overrides.inputs)] {
+    for (flag, list) in [("-P", &overrides.params), ("-S", &overrides.sweep), ("-I", &overrides.inputs)] {
         for item in list {
             let parsed = item
                 .split_once('=')
@@ -33,19 +37,19 @@ pub(crate) fn split_overrides<'a>(
             let Some((stage, key, value)) = parsed else {
                 return Err(PipelineError::CommandLine(format!(
                     "{flag} {item}: expected `stage.{}=value`",
-                    if flag == "-P" { "param" } else { "input" }
+                    if flag == "-I" { "input" } else { "param" }
                 )));
             };
             let Some((&stage, _)) = names.get_key_value(stage) else {
                 return Err(PipelineError::CommandLine(format!("{flag} {item}: no stage `{stage}` in the pipeline")));
             };
-            if flag == "-P" {
+            if flag == "-I" {
+                inputs.entry(stage).or_default().push((key.into(), PathBuf::from(value)));
+            } else {
                 // Typed as YAML would type it: `5` is a number, `[64, 32]` a list.
                 let v: serde_json::Value =
                     serde_saphyr::from_str(value).unwrap_or(serde_json::Value::String(value.into()));
-                params.entry(stage).or_default().push((key.into(), v));
-            } else {
-                inputs.entry(stage).or_default().push((key.into(), PathBuf::from(value)));
+                params.entry(stage).or_default().push((key.into(), v, flag));
             }
         }
     }
