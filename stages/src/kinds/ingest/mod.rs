@@ -236,20 +236,29 @@ struct Text {
 type Records<'a> = Box<dyn Iterator<Item = Result<(usize, csv::StringRecord), StageError>> + 'a>;
 
 impl Text {
-    fn open(path: &Path, sep: &'static str) -> Result<Text, StageError> {
-        let text = Text { path: path.to_path_buf(), sep };
-        if text.rows()?.next().is_none() {
-            return Err(StageError::BadInput(format!("{}: the file is empty", path.display())));
-        }
-        Ok(text)
+    fn open(path: &Path, sep: &'static str) -> Text {
+        Text { path: path.to_path_buf(), sep }
+    }
+
+    fn empty(&self) -> StageError {
+        StageError::BadInput(format!("{}: the file is empty", self.path.display()))
     }
 
     fn unreadable(&self, e: &dyn std::fmt::Display) -> StageError {
         StageError::BadInput(format!("{}: cannot read ({e})", self.path.display()))
     }
 
-    /// (line number, fields) of every non-blank record, from the start of the file.
+    /// (line number, fields) of every non-blank record, from the start of the file; a
+    /// file without one is an error.
     fn rows(&self) -> Result<Records<'_>, StageError> {
+        let mut rows = self.records()?.peekable();
+        if rows.peek().is_none() {
+            return Err(self.empty());
+        }
+        Ok(Box::new(rows))
+    }
+
+    fn records(&self) -> Result<Records<'_>, StageError> {
         let blank = |r: &csv::StringRecord| r.len() <= 1 && r.get(0).is_none_or(|f| f.trim().is_empty());
         if let [byte] = self.sep.as_bytes() {
             let reader = csv::ReaderBuilder::new()
@@ -280,8 +289,7 @@ impl Text {
     /// The first record (the header of a file that has one) and the rest.
     fn header_and_rows(&self) -> Result<(csv::StringRecord, Records<'_>), StageError> {
         let mut rows = self.rows()?;
-        let empty = || StageError::BadInput(format!("{}: the file is empty", self.path.display()));
-        let (_, header) = rows.next().ok_or_else(empty)??;
+        let (_, header) = rows.next().ok_or_else(|| self.empty())??;
         Ok((header, rows))
     }
 
@@ -313,7 +321,6 @@ impl Text {
     }
 }
 
-/// Finds named columns in a header; duplicate and missing names are errors.
 /// A record the csv reader could not parse, at its line.
 fn csv_error(path: &Path, e: &csv::Error) -> StageError {
     let line = e.position().map(|p| format!(":{}", p.line())).unwrap_or_default();
@@ -324,6 +331,7 @@ fn csv_error(path: &Path, e: &csv::Error) -> StageError {
     StageError::BadInput(format!("{}{line}: {what}", path.display()))
 }
 
+/// Finds named columns in a header; duplicate and missing names are errors.
 fn header_index(text: &Text, header: &[&str], wanted: &[&str]) -> Result<Vec<usize>, StageError> {
     for (i, h) in header.iter().enumerate() {
         if header[..i].contains(h) {
@@ -360,7 +368,7 @@ fn recbole(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), Stage
             .cloned()
             .ok_or_else(|| StageError::BadInput(format!("{}: no *.inter file", dir.display())))?
     };
-    let text = Text::open(&inter, "\t")?;
+    let text = Text::open(&inter, "\t");
     let (header, rows) = text.header_and_rows()?;
     let names: Vec<&str> = header.iter().map(|h| h.split(':').next().unwrap_or(h)).collect();
     let idx = header_index(&text, &names, &[&p.user, &p.item, &p.timestamp])?;
@@ -376,7 +384,7 @@ fn recbole(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), Stage
     // The users file shares the .inter file's stem.
     let user_file = inter.with_extension("user");
     let users = if user_file.is_file() {
-        let text = Text::open(&user_file, "\t")?;
+        let text = Text::open(&user_file, "\t");
         let (header, rows) = text.header_and_rows()?;
         let names: Vec<&str> = header.iter().map(|h| h.split(':').next().unwrap_or(h)).collect();
         let id = header_index(&text, &names, &[&p.user])?[0];
@@ -406,7 +414,7 @@ fn recbole(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), Stage
 
 /// A headerless log whose user, item and timestamp sit at fixed positions.
 fn plain_log(path: &Path, sep: &'static str, pos: [usize; 3]) -> Result<ClickLog, StageError> {
-    let text = Text::open(path, sep)?;
+    let text = Text::open(path, sep);
     let mut log = ClickLog::default();
     for row in text.rows()? {
         let (line, record) = row?;
@@ -424,7 +432,7 @@ fn plain_users(path: &Path, sep: &'static str, feats: &[(&str, usize)]) -> Resul
     if !path.is_file() {
         return Ok(UserTable { ids: Vec::new(), features: Vec::new() });
     }
-    let text = Text::open(path, sep)?;
+    let text = Text::open(path, sep);
     let mut table =
         UserTable { ids: Vec::new(), features: feats.iter().map(|(n, _)| (n.to_string(), Vec::new())).collect() };
     for row in text.rows()? {
@@ -441,7 +449,7 @@ fn plain_users(path: &Path, sep: &'static str, feats: &[(&str, usize)]) -> Resul
 /// A CSV/TSV log with a header, its columns named by the params; the users table is
 /// each user's features at their first click.
 fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<Ingested, StageError> {
-    let text = Text::open(path, sep)?;
+    let text = Text::open(path, sep);
     let (header, rows) = text.header_and_rows()?;
     let header: Vec<&str> = header.iter().collect();
     let mut wanted: Vec<&str> = vec![&p.user, &p.item, &p.timestamp];
