@@ -54,13 +54,13 @@ pub fn search_all<'s>(
     seen: &(dyn Fn(usize) -> &'s [i32] + Sync),
     done: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<Found>, StageError> {
-    let d = users.dim;
+    let (d, expansion) = (users.dim, index.expansion_search());
     let finished = AtomicUsize::new(0);
     (0..users.idx.len())
         .into_par_iter()
         .with_min_len(64)
         .map(|r| {
-            let found = search_one(index, &users.data[r * d..(r + 1) * d], k, seen(r), index.expansion_search());
+            let found = search_one(index, &users.data[r * d..(r + 1) * d], k, seen(r), expansion);
             if finished.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
                 done(1024);
             }
