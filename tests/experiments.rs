@@ -72,3 +72,25 @@ fn exp_without_runs_says_so() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no run of pipeline.yaml in"), "{}", r.stderr);
 }
+
+/// The points of a sweep run at the same time (as `-j` allows), and a stage they
+/// share runs once even so: here each point's `w` waits until the other's has started.
+#[test]
+fn sweep_points_run_in_parallel_and_share_their_upstream() {
+    let marks = tempfile::tempdir().unwrap();
+    let d = marks.path().display();
+    let p = Project::new(&format!(
+        "stages:\n  u:\n    kind: cmd\n    run: 'echo u >> {d}/u.log; echo u > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n  \
+         w:\n    kind: cmd\n    inputs: {{u: u.o}}\n    params: {{v: 1}}\n    run: 'v=$DAGRUN_PARAM_V; touch {d}/$v.started; n=0; \
+         while [ ! -e {d}/$((3-v)).started ]; do n=$((n+1)); [ $n -gt 3000 ] && exit 1; sleep 0.01; done; \
+         echo $v > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n"
+    ));
+    let r = p.dagrun(&["run", "-j", "2", "-S", "w.v=1,2"]);
+    assert_eq!(r.code, 0, "each point's w saw the other start: {}{}", r.stdout, r.stderr);
+    let mut ran = r.stages("ran");
+    ran.sort();
+    assert_eq!(ran, ["u", "w", "w"], "{}", r.stdout);
+    assert_eq!(std::fs::read_to_string(marks.path().join("u.log")).unwrap(), "u\n", "u ran once");
+    let point2 = r.stdout.split("== point 2/2: w.v=2\n").nth(1).expect("a header per point");
+    assert!(point2.starts_with("cached   u\nran      w"), "a point's lines stay together: {}", r.stdout);
+}

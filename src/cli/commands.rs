@@ -3,8 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use dagrun_engine::exec::RunOptions;
 use dagrun_engine::exec::freshness;
+use dagrun_engine::exec::{RunOptions, SweepPoint};
 use dagrun_engine::pipeline::{self, Overrides, Pipeline};
 use dagrun_engine::query::dag::DagFormat;
 use dagrun_engine::query::sql::SqlFormat;
@@ -114,23 +114,25 @@ fn run(
         loaded.push((p, args.params.iter().chain(point).cloned().collect::<Vec<_>>()));
     }
     let store = store_for(cli, &args.pipeline);
-    let mut failed = None;
+    if !dry_run {
+        let points: Vec<SweepPoint> = loaded
+            .iter()
+            .zip(&points)
+            .map(|((p, overrides), point)| SweepPoint {
+                pipeline: p,
+                overrides: overrides.clone(),
+                name: point.join(" "),
+            })
+            .collect();
+        return dagrun_engine::exec::run_sweep(&points, &store, &opts, out).map(|_| ());
+    }
     for (k, ((p, params), point)) in loaded.iter().zip(&points).enumerate() {
         if !sweeps.is_empty() {
             let _ = writeln!(out, "== point {}/{}: {}", k + 1, points.len(), point.join(" "));
         }
-        let opts = RunOptions { overrides: params.clone(), ..opts.clone() };
-        let result = if dry_run {
-            dagrun_engine::exec::dry_run(p, &store, &opts, out)
-        } else {
-            dagrun_engine::exec::run(p, &store, &opts, out).map(|_| ())
-        };
-        // A failed point does not stop the others; the sweep reports the first failure.
-        if let Err(e) = result {
-            failed.get_or_insert(e);
-        }
+        dagrun_engine::exec::dry_run(p, &store, &RunOptions { overrides: params.clone(), ..opts.clone() }, out)?;
     }
-    failed.map_or(Ok(()), Err)
+    Ok(())
 }
 
 fn status(cli: &Cli, args: &PipelineArgs, json: bool, out: &mut dyn Write) -> Result<(), Error> {

@@ -84,32 +84,90 @@ fn selection(p: &Pipeline, opts: &RunOptions) -> Result<(Vec<bool>, Vec<bool>), 
 
 /// Runs the pipeline; writes one line per stage to `out` and returns the run log.
 pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions, out: &mut dyn Write) -> Result<RunLog, Error> {
-    let (needed, forced) = selection(p, opts)?;
+    let point = SweepPoint { pipeline: p, overrides: opts.overrides.clone(), name: String::new() };
+    let mut logs = run_sweep(&[point], store, opts, out)?;
+    logs.pop().ok_or_else(|| Error::Internal("a run without a log".into()))
+}
+
+/// One point of a sweep: the pipeline loaded with its overrides.
+pub struct SweepPoint<'a> {
+    pub pipeline: &'a Pipeline,
+    /// Every override it was loaded with, recorded in its run log.
+    pub overrides: Vec<String>,
+    /// What its header line names (the swept values).
+    pub name: String,
+}
+
+/// Runs every point of a sweep in one scheduler: stages with the same key run once, independent stages of all points
+/// share `opts.jobs`. Each point gets its own run log, summary line and checks; in a
+/// sweep its lines are printed together, under a header, when it ends. A failed point
+/// does not stop the others; the first error is returned once all have ended.
+pub fn run_sweep(
+    points: &[SweepPoint],
+    store: &Store,
+    opts: &RunOptions,
+    out: &mut dyn Write,
+) -> Result<Vec<RunLog>, Error> {
+    let sweep = points.len() > 1;
+    let mut selected = Vec::with_capacity(points.len());
+    for (k, point) in points.iter().enumerate() {
+        let label = sweep.then(|| format!("{}/{}", k + 1, points.len()));
+        selected.push(scheduler::Point::new(k, point.pipeline, selection(point.pipeline, opts)?, label));
+    }
     let _lock = crate::store::lock::acquire(&store.root, "run", opts.wait)?;
     // Anything in tmp/ is left over from a killed run: never a result, safe to drop.
     let _ = std::fs::remove_dir_all(store.tmp());
     let started = Instant::now();
     let started_unix = crate::now_secs();
+    // Ids are taken now, in point order, so that `exp` lists a sweep's points in order.
+    let ids: Vec<String> = (0..points.len()).map(|k| run_id(sweep.then_some(k))).collect();
     let mut index = InputIndex::load(store.input_index());
-    let mut ex = Executor::new(p, store, opts, &needed, &forced);
-    let result = ex.drive(&mut index, out);
+    let mut ex = Executor::new(store, opts, selected);
+    let mut logs: Vec<Option<RunLog>> = vec![None; points.len()];
+    let mut first_error: Option<Error> = None;
+    let mut ended = |point: &mut scheduler::Point, out: &mut dyn Write| {
+        let k = point.number;
+        if sweep {
+            let _ = writeln!(out, "== point {}/{}: {}", k + 1, points.len(), points[k].name);
+            let _ = out.write_all(&point.lines);
+        }
+        let log = RunLog {
+            id: ids[k].clone(),
+            pipeline: point.p.file.display().to_string(),
+            overrides: points[k].overrides.clone(),
+            started: started_unix,
+            duration_s: started.elapsed().as_secs_f64(),
+            stages: point.entries.iter().flatten().cloned().collect(),
+        };
+        let result = end_point(point, store, &log, out);
+        logs[k] = Some(log);
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    };
+    let result = ex.drive(&mut index, out, &mut ended);
     index.save().map_err(Error::io(&store.input_index()))?;
     result?;
+    // Points end in any order; `latest/` (what `metrics` and DuckDB read) shows the last one.
+    if let Some(last) = ex.points.last().filter(|_| sweep) {
+        for record in last.records() {
+            store.point_latest(record).map_err(Error::io(&store.latest()))?;
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(logs.into_iter().flatten().collect()),
+    }
+}
 
-    let log = RunLog {
-        id: run_id(),
-        pipeline: p.file.display().to_string(),
-        overrides: opts.overrides.clone(),
-        started: started_unix,
-        duration_s: started.elapsed().as_secs_f64(),
-        stages: ex.entries.iter().flatten().cloned().collect(),
-    };
-    store.write_run(&log).map_err(Error::io(&store.runs()))?;
-    let count = |o: Outcome| ex.outcomes.iter().filter(|x| **x == Some(o)).count();
+/// Writes a point's run log, prints its summary line and runs its checks.
+fn end_point(point: &scheduler::Point, store: &Store, log: &RunLog, out: &mut dyn Write) -> Result<(), Error> {
+    store.write_run(log).map_err(Error::io(&store.runs()))?;
+    let count = |o: Outcome| point.outcomes.iter().filter(|x| **x == Some(o)).count();
     let _ = writeln!(
         out,
         "{} stage(s): {} ran, {} cached, {} failed, {} skipped in {:.2}s (run {})",
-        ex.outcomes.iter().flatten().count(),
+        point.outcomes.iter().flatten().count(),
         count(Outcome::Ran),
         count(Outcome::Cached),
         count(Outcome::Failed),
@@ -119,10 +177,9 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions, out: &mut dyn Write) 
     );
     let failed = count(Outcome::Failed);
     if failed > 0 {
-        return Err(Error::StagesFailed { count: failed, bad_input: ex.bad_input });
+        return Err(Error::StagesFailed { count: failed, bad_input: point.bad_input });
     }
-    run_checks(p, store, &needed, out)?;
-    Ok(log)
+    run_checks(point.p, store, &point.needed, out)
 }
 
 /// Prints the checks whose metrics all come from stages this run covered; a check
@@ -150,10 +207,14 @@ fn run_checks(p: &Pipeline, store: &Store, needed: &[bool], out: &mut dyn Write)
     if failures.is_empty() { Ok(()) } else { Err(Error::ChecksFailed(failures)) }
 }
 
-/// Sortable and unique per process: milliseconds since the epoch, then the pid.
-fn run_id() -> String {
+/// Sortable and unique per process: milliseconds since the epoch, then the pid, then
+/// (in a sweep, whose points start in the same millisecond) the point's number.
+fn run_id(point: Option<usize>) -> String {
     let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    format!("{ms:013}-{}", std::process::id())
+    match point {
+        Some(k) => format!("{ms:013}-{}-{:03}", std::process::id(), k + 1),
+        None => format!("{ms:013}-{}", std::process::id()),
+    }
 }
 
 /// Prints what `run` would do and why; runs nothing, takes no lock.

@@ -1,8 +1,11 @@
-//! The scheduler of one run: settles every stage whose upstream has settled (skip,
-//! cache hit, or start it on a worker thread, at most `jobs` at once) and prints
-//! one line per stage as it ends.
+//! The scheduler of a run, or of every point of a sweep at once: settles each stage
+//! whose upstream has settled (skip, cache hit, or start it on a worker thread, at
+//! most `jobs` at once over all points) and prints one line per stage as it ends.
+//!
+//! Points share stages by key: a stage whose key another point is computing waits
+//! for it and is then a cache hit, so what sits above a swept param runs once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -22,17 +25,21 @@ use crate::store::{Record, RunEntry, Store};
 
 /// A stage execution finished on a worker thread.
 struct Done {
+    point: usize,
     index: usize,
+    key: String,
     result: Result<Record, StageError>,
 }
 
-pub(super) struct Executor<'a> {
-    p: &'a Pipeline,
-    store: &'a Store,
-    jobs: usize,
-    needed: &'a [bool],
-    forced: &'a [bool],
-    progress: MultiProgress,
+/// One pipeline of the run (a sweep has one per point) and how far it has got.
+pub(super) struct Point<'a> {
+    /// Its place in the sweep.
+    pub number: usize,
+    pub p: &'a Pipeline,
+    pub needed: Vec<bool>,
+    forced: Vec<bool>,
+    /// `k/n` in a sweep: the prefix of its progress bars.
+    label: Option<String>,
     /// The record each finished stage produced or reused.
     records: BTreeMap<String, Record>,
     dispatched: Vec<bool>,
@@ -40,175 +47,64 @@ pub(super) struct Executor<'a> {
     pub entries: Vec<Option<RunEntry>>,
     /// A stage failed on bad input (exit 2 rather than 1).
     pub bad_input: bool,
+    /// In a sweep, the point's lines wait here until it ends, so points never interleave.
+    pub lines: Vec<u8>,
+    reported: bool,
 }
 
-impl<'a> Executor<'a> {
-    pub fn new(p: &'a Pipeline, store: &'a Store, opts: &RunOptions, needed: &'a [bool], forced: &'a [bool]) -> Self {
-        let target = if opts.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        Executor {
+impl<'a> Point<'a> {
+    pub fn new(
+        number: usize,
+        p: &'a Pipeline,
+        (needed, forced): (Vec<bool>, Vec<bool>),
+        label: Option<String>,
+    ) -> Self {
+        let n = p.stages.len();
+        Point {
+            number,
             p,
-            store,
-            jobs: opts.jobs.max(1),
             needed,
             forced,
-            progress: MultiProgress::with_draw_target(target),
+            label,
             records: BTreeMap::new(),
-            dispatched: vec![false; p.stages.len()],
-            outcomes: vec![None; p.stages.len()],
-            entries: vec![None; p.stages.len()],
+            dispatched: vec![false; n],
+            outcomes: vec![None; n],
+            entries: vec![None; n],
             bad_input: false,
+            lines: Vec::new(),
+            reported: false,
         }
     }
 
-    /// Runs every needed stage to an outcome.
-    pub fn drive(&mut self, index: &mut InputIndex, out: &mut dyn Write) -> Result<(), Error> {
-        let (tx, rx) = mpsc::channel::<Done>();
-        std::thread::scope(|scope| -> Result<(), Error> {
-            let mut running = 0usize;
-            loop {
-                while self.settle_pass(scope, &tx, &mut running, index, out)? {}
-                if running == 0 {
-                    return Ok(());
-                }
-                let done = rx.recv().map_err(|_| Error::Internal("a stage worker ended without a report".into()))?;
-                running -= 1;
-                match done.result {
-                    Ok(record) => self.finish(done.index, Outcome::Ran, Some(record), None, out),
-                    Err(e) => {
-                        self.bad_input |= matches!(e, StageError::BadInput(_));
-                        self.finish(done.index, Outcome::Failed, None, Some(e.to_string()), out)
-                    }
-                }
-            }
-        })
+    /// The record of each stage that ran or was reused.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.records.values()
     }
 
-    /// One sweep over the stages in order; true when any stage settled or started.
-    fn settle_pass<'s>(
-        &mut self,
-        scope: &'s Scope<'s, '_>,
-        tx: &mpsc::Sender<Done>,
-        running: &mut usize,
-        index: &mut InputIndex,
-        out: &mut dyn Write,
-    ) -> Result<bool, Error>
-    where
-        'a: 's,
-    {
-        let mut progressed = false;
-        for i in 0..self.p.stages.len() {
-            if !self.needed[i] || self.dispatched[i] || self.outcomes[i].is_some() {
-                continue;
-            }
-            if let Some(why) = self.broken_upstream(i) {
-                self.finish(i, Outcome::Skipped, None, Some(why), out);
-                progressed = true;
-                continue;
-            }
-            let stage = &self.p.stages[i];
-            if *running >= self.jobs || !stage.upstream.iter().all(|&u| self.outcomes[u].is_some()) {
-                continue;
-            }
-            let fp = Fingerprint::of(stage, freshness::input_hashes(stage, &self.records, index)?);
-            let key = fp.key();
-            if let Some(record) = self.cached(i, &key) {
-                self.store.point_latest(&record).map_err(Error::io(&self.store.latest()))?;
-                self.finish(i, Outcome::Cached, Some(record), None, out);
-            } else {
-                self.start(scope, tx, i, fp, key);
-                *running += 1;
-            }
-            progressed = true;
-        }
-        Ok(progressed)
+    fn settled(&self) -> bool {
+        (0..self.p.stages.len()).all(|i| !self.needed[i] || self.outcomes[i].is_some())
     }
 
     /// Why stage `i` cannot run: an upstream stage failed or was skipped.
     fn broken_upstream(&self, i: usize) -> Option<String> {
-        let p = self.p;
-        p.stages[i].upstream.iter().find_map(|&u| match self.outcomes[u] {
+        self.p.stages[i].upstream.iter().find_map(|&u| match self.outcomes[u] {
             Some(o @ (Outcome::Failed | Outcome::Skipped)) => {
-                Some(format!("upstream {} {}", p.stages[u].name, o.word()))
+                Some(format!("upstream {} {}", self.p.stages[u].name, o.word()))
             }
             _ => None,
         })
     }
 
-    /// The stored record of `key` for stage `i`, unless the stage is forced.
-    fn cached(&self, i: usize, key: &str) -> Option<Record> {
-        if self.forced[i] {
-            return None;
-        }
-        let mut record = self.store.read_record(key).filter(|r| self.store.has_outputs(r))?;
-        record.stage = self.p.stages[i].name.clone();
-        Some(record)
-    }
-
-    /// Starts stage `i` on a worker thread of `scope`.
-    fn start<'s>(&mut self, scope: &'s Scope<'s, '_>, tx: &mpsc::Sender<Done>, i: usize, fp: Fingerprint, key: String)
-    where
-        'a: 's,
-    {
-        let (p, store) = (self.p, self.store);
-        let stage = &p.stages[i];
-        let job = Job { stage, store, workdir: p.dir().to_path_buf(), inputs: self.input_paths(stage), fp, key };
-        let bar = self.bar(&stage.name);
-        let tx = tx.clone();
-        self.dispatched[i] = true;
-        scope.spawn(move || {
-            let result = job.execute(&bar);
-            bar.finish_and_clear();
-            let _ = tx.send(Done { index: i, result });
-        });
-    }
-
-    fn input_paths(&self, stage: &Stage) -> BTreeMap<String, PathBuf> {
-        stage
-            .inputs
-            .iter()
-            .map(|(name, source)| {
-                let path = match source {
-                    Source::Path(p) => p.clone(),
-                    Source::Stage { stage: up, output } => {
-                        let o = &self.records[up].outputs[output];
-                        self.store.object_path(&o.hash, &o.ext)
-                    }
-                };
-                (name.clone(), path)
-            })
-            .collect()
-    }
-
-    fn bar(&self, stage: &str) -> ProgressBar {
-        let bar = self.progress.add(ProgressBar::new_spinner());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix:<16} {elapsed:>4} {wide_bar} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.set_prefix(stage.to_string());
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    }
-
-    /// Records stage `i`'s outcome and prints its line.
-    fn finish(
-        &mut self,
-        i: usize,
-        outcome: Outcome,
-        record: Option<Record>,
-        error: Option<String>,
-        out: &mut dyn Write,
-    ) {
+    /// Records stage `i`'s outcome and adds its line to `lines`.
+    fn finish(&mut self, i: usize, (outcome, record, error): (Outcome, Option<Record>, Option<String>)) {
         let stage = &self.p.stages[i];
         let detail = match (&record, &error) {
             (_, Some(e)) => e.clone(),
             (Some(r), None) if outcome == Outcome::Ran => ran_detail(r),
             _ => String::new(),
         };
-        self.progress.suspend(|| {
-            let line = format!("{:<8} {:<20} {}", outcome.word(), stage.name, detail);
-            let _ = writeln!(out, "{}", line.trim_end()).map(|_| out.flush());
-        });
+        let line = format!("{:<8} {:<20} {}", outcome.word(), stage.name, detail);
+        let _ = writeln!(self.lines, "{}", line.trim_end());
         self.entries[i] = Some(RunEntry {
             stage: stage.name.clone(),
             outcome: outcome.word().to_string(),
@@ -219,6 +115,216 @@ impl<'a> Executor<'a> {
             self.records.insert(stage.name.clone(), r);
         }
         self.outcomes[i] = Some(outcome);
+    }
+
+    fn input_paths(&self, stage: &Stage, store: &Store) -> BTreeMap<String, PathBuf> {
+        stage
+            .inputs
+            .iter()
+            .map(|(name, source)| {
+                let path = match source {
+                    Source::Path(p) => p.clone(),
+                    Source::Stage { stage: up, output } => {
+                        let o = &self.records[up].outputs[output];
+                        store.object_path(&o.hash, &o.ext)
+                    }
+                };
+                (name.clone(), path)
+            })
+            .collect()
+    }
+}
+
+pub(super) struct Executor<'a> {
+    store: &'a Store,
+    jobs: usize,
+    progress: MultiProgress,
+    pub points: Vec<Point<'a>>,
+    /// Keys a worker is computing now.
+    running: BTreeSet<String>,
+    /// Keys computed by this invocation: a forced stage of a later point reuses them.
+    computed: BTreeSet<String>,
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(store: &'a Store, opts: &RunOptions, points: Vec<Point<'a>>) -> Self {
+        let target = if opts.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        Executor {
+            store,
+            jobs: opts.jobs.max(1),
+            progress: MultiProgress::with_draw_target(target),
+            points,
+            running: BTreeSet::new(),
+            computed: BTreeSet::new(),
+        }
+    }
+
+    /// Runs every needed stage of every point to an outcome. With one point its lines
+    /// go to `out` as they happen; `ended` is called once per point as it settles.
+    pub fn drive(
+        &mut self,
+        index: &mut InputIndex,
+        out: &mut dyn Write,
+        ended: &mut dyn FnMut(&mut Point, &mut dyn Write),
+    ) -> Result<(), Error> {
+        let (tx, rx) = mpsc::channel::<Done>();
+        let stream = self.points.len() == 1;
+        std::thread::scope(|scope| -> Result<(), Error> {
+            loop {
+                while self.settle_pass(scope, &tx, index)? {
+                    self.flush(stream, out);
+                }
+                for point in self.points.iter_mut().filter(|pt| !pt.reported && pt.settled()) {
+                    point.reported = true;
+                    self.progress.suspend(|| ended(point, out));
+                }
+                if self.running.is_empty() {
+                    return Ok(());
+                }
+                let done = rx.recv().map_err(|_| Error::Internal("a stage worker ended without a report".into()))?;
+                self.running.remove(&done.key);
+                let point = &mut self.points[done.point];
+                match done.result {
+                    Ok(record) => {
+                        self.computed.insert(done.key);
+                        point.finish(done.index, (Outcome::Ran, Some(record), None))
+                    }
+                    Err(e) => {
+                        point.bad_input |= matches!(e, StageError::BadInput(_));
+                        point.finish(done.index, (Outcome::Failed, None, Some(e.to_string())))
+                    }
+                }
+                self.flush(stream, out);
+            }
+        })
+    }
+
+    /// One sweep over the points and their stages in order; true when any stage
+    /// settled or started.
+    fn settle_pass<'s>(
+        &mut self,
+        scope: &'s Scope<'s, '_>,
+        tx: &mpsc::Sender<Done>,
+        index: &mut InputIndex,
+    ) -> Result<bool, Error>
+    where
+        'a: 's,
+    {
+        let mut progressed = false;
+        for k in 0..self.points.len() {
+            for i in 0..self.points[k].p.stages.len() {
+                progressed |= self.settle(scope, tx, (k, i), index)?;
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Settles or starts stage `i` of point `k` if it can; true when it did.
+    fn settle<'s>(
+        &mut self,
+        scope: &'s Scope<'s, '_>,
+        tx: &mpsc::Sender<Done>,
+        (k, i): (usize, usize),
+        index: &mut InputIndex,
+    ) -> Result<bool, Error>
+    where
+        'a: 's,
+    {
+        let point = &self.points[k];
+        if !point.needed[i] || point.dispatched[i] || point.outcomes[i].is_some() {
+            return Ok(false);
+        }
+        if let Some(why) = point.broken_upstream(i) {
+            self.points[k].finish(i, (Outcome::Skipped, None, Some(why)));
+            return Ok(true);
+        }
+        let p = point.p;
+        let stage = &p.stages[i];
+        if !stage.upstream.iter().all(|&u| point.outcomes[u].is_some()) {
+            return Ok(false);
+        }
+        let fp = Fingerprint::of(stage, freshness::input_hashes(stage, &point.records, index)?);
+        let key = fp.key();
+        if self.running.contains(&key) {
+            // Another point is computing the same key: this one reuses it when it ends.
+            return Ok(false);
+        }
+        if let Some(record) = self.cached(k, i, &key) {
+            self.store.point_latest(&record).map_err(Error::io(&self.store.latest()))?;
+            self.points[k].finish(i, (Outcome::Cached, Some(record), None));
+            return Ok(true);
+        }
+        if self.running.len() >= self.jobs {
+            return Ok(false);
+        }
+        self.start(scope, tx, (k, i), fp, key);
+        Ok(true)
+    }
+
+    /// The stored record of `key` for stage `i` of point `k`, unless the stage is
+    /// forced and this invocation has not computed it yet.
+    fn cached(&self, k: usize, i: usize, key: &str) -> Option<Record> {
+        let point = &self.points[k];
+        if point.forced[i] && !self.computed.contains(key) {
+            return None;
+        }
+        let mut record = self.store.read_record(key).filter(|r| self.store.has_outputs(r))?;
+        record.stage = point.p.stages[i].name.clone();
+        Some(record)
+    }
+
+    /// Starts stage `i` of point `k` on a worker thread of `scope`.
+    fn start<'s>(
+        &mut self,
+        scope: &'s Scope<'s, '_>,
+        tx: &mpsc::Sender<Done>,
+        (k, i): (usize, usize),
+        fp: Fingerprint,
+        key: String,
+    ) where
+        'a: 's,
+    {
+        let store = self.store;
+        let point = &self.points[k];
+        let stage = &point.p.stages[i];
+        let inputs = point.input_paths(stage, store);
+        let job = Job { stage, store, workdir: point.p.dir().to_path_buf(), inputs, fp, key: key.clone() };
+        let prefix = match &point.label {
+            Some(l) => format!("{l} {}", stage.name),
+            None => stage.name.clone(),
+        };
+        let bar = self.bar(prefix);
+        let tx = tx.clone();
+        self.points[k].dispatched[i] = true;
+        self.running.insert(key.clone());
+        scope.spawn(move || {
+            let result = job.execute(&bar);
+            bar.finish_and_clear();
+            let _ = tx.send(Done { point: k, index: i, key, result });
+        });
+    }
+
+    /// With one point, prints the lines of the stages that just ended (a sweep's
+    /// points print theirs whole when they end).
+    fn flush(&mut self, stream: bool, out: &mut dyn Write) {
+        if !stream {
+            return;
+        }
+        let lines = std::mem::take(&mut self.points[0].lines);
+        self.progress.suspend(|| {
+            let _ = out.write_all(&lines).and_then(|_| out.flush());
+        });
+    }
+
+    fn bar(&self, prefix: String) -> ProgressBar {
+        let bar = self.progress.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix:<16} {elapsed:>4} {wide_bar} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(prefix);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
     }
 }
 

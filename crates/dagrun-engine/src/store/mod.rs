@@ -193,8 +193,7 @@ impl Store {
         for (name, out) in &record.outputs {
             let link = dir.join(format!("{name}.{}", out.ext));
             let target = Path::new("../../objects").join(&out.hash[..2]).join(format!("{}.{}", out.hash, out.ext));
-            let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-            let _ = fs::remove_file(&tmp);
+            let tmp = atomic::tmp_path(&dir, &format!("{name}.{}", out.ext));
             std::os::unix::fs::symlink(&target, &tmp)?;
             fs::rename(&tmp, &link)?;
         }
