@@ -51,6 +51,7 @@ pub(super) fn dispatch(cli: &Cli) -> Result<(), Error> {
         Command::Exp { pipeline, last, metrics, json, markdown } => {
             exp(cli, pipeline, (*last, metrics), (*json, *markdown), &mut out)
         }
+        Command::Report { pipeline, last, output } => report(cli, pipeline, *last, output, &mut out),
         Command::Metrics { pipeline, json, diff, check, markdown } => {
             let format = match (*json, *markdown) {
                 (true, _) => MetricsFormat::Json,
@@ -167,6 +168,14 @@ fn exp(
         query::exp::table(&rows, markdown)
     };
     let _ = write!(out, "{text}");
+    Ok(())
+}
+
+/// `dagrun report`: writes the page whole (never a half-written file) and says where.
+fn report(cli: &Cli, args: &PipelineArgs, n: usize, output: &Path, out: &mut dyn Write) -> Result<(), Error> {
+    let html = dagrun_report::render(&load(args, false)?, &store_for(cli, &args.pipeline), n)?;
+    store::write_atomic(output, &html.into_bytes()).map_err(Error::io(output))?;
+    let _ = writeln!(out, "wrote {}", output.display());
     Ok(())
 }
 

@@ -127,6 +127,17 @@ pub(crate) enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// One self-contained HTML page: the DAG, training loss, metrics against K, the runs
+    Report {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// How many runs, newest first
+        #[arg(short = 'n', default_value_t = 10)]
+        last: usize,
+        /// Where to write it
+        #[arg(short = 'o', long = "output", default_value = "report.html")]
+        output: PathBuf,
+    },
     /// Query the newest Parquet artifacts with SQL (tables `<stage>_<output>`)
     Sql {
         query: String,

@@ -83,8 +83,9 @@ pub fn rows(p: &Pipeline, store: &Store, n: usize, extra: &[String]) -> Result<V
     Ok(all)
 }
 
-/// The rows as a table: `markdown` for GitHub, otherwise aligned text.
-pub fn table(rows: &[ExpRow], markdown: bool) -> String {
+/// The header and the cells of the table of `rows`: run, the params, the metrics
+/// (`@K` by K), seconds.
+pub fn grid(rows: &[ExpRow]) -> (Vec<String>, Vec<Vec<String>>) {
     let params: BTreeSet<&String> = rows.iter().flat_map(|r| r.params.keys()).collect();
     let mut metrics: Vec<&String> =
         rows.iter().flat_map(|r| r.metrics.keys()).collect::<BTreeSet<_>>().into_iter().collect();
@@ -105,6 +106,12 @@ pub fn table(rows: &[ExpRow], markdown: bool) -> String {
             line
         })
         .collect();
+    (header, cells)
+}
+
+/// The rows as a table: `markdown` for GitHub, otherwise aligned text.
+pub fn table(rows: &[ExpRow], markdown: bool) -> String {
+    let (header, cells) = grid(rows);
     let mut out = String::new();
     if markdown {
         let _ = writeln!(out, "| {} |", header.join(" | "));
