@@ -46,7 +46,7 @@ users = vectors("artifacts/latest/export/users.parquet")
 items = vectors("artifacts/latest/export/items.parquet")
 import usearch.index, faiss
 t0 = time.time()
-index = usearch.index.Index(ndim=items.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=128, expansion_search=512)
+index = usearch.index.Index(ndim=items.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=128, expansion_search=256)
 index.add(np.arange(len(items)), items, threads=2)
 t1 = time.time()
 found = index.search(users, 200, threads=2)
