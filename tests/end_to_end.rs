@@ -210,13 +210,17 @@ fn movielens_100k_end_to_end() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let m = metrics(&p);
     let f = |k: &str| m[k].as_f64().unwrap();
-    // Most-popular on MovieLens-100k, leave-last-out, full ranking (one user = 0.00106).
+    // Most-popular on MovieLens-100k, counted on the training clicks (the validation
+    // click held out), leave-last-out, full ranking (one user = 0.00106).
     assert!((f("baseline.hr@10") - 0.050).abs() <= 0.003, "{}", f("baseline.hr@10"));
-    assert!((f("baseline.hr@50") - 0.153).abs() <= 0.003, "{}", f("baseline.hr@50"));
+    assert!((f("baseline.hr@50") - 0.150).abs() <= 0.003, "{}", f("baseline.hr@50"));
     assert!((f("baseline.hr@200") - 0.404).abs() <= 0.003, "{}", f("baseline.hr@200"));
     assert!((f("baseline.ndcg@50") - 0.044).abs() <= 0.003, "{}", f("baseline.ndcg@50"));
     assert!((f("baseline.hr_excl@50") - 0.198).abs() <= 0.003, "{}", f("baseline.hr_excl@50"));
     assert!(f("evaluate.index_recall@50") >= 0.99);
+    // Validation metrics come from their own stage, through the same code.
+    assert!(f("evaluate_valid.hr@50") > 2.0 * f("baseline.hr@50"), "{}", f("evaluate_valid.hr@50"));
+    assert_ne!(f("evaluate_valid.hr@50"), f("evaluate.hr@50"));
     // The tuned example (seed 0); benches/quality.sh reports the mean of three seeds.
     assert!(f("evaluate.hr@50") >= 0.35, "{}", f("evaluate.hr@50"));
     assert!(f("evaluate.ndcg@50") >= 0.10, "{}", f("evaluate.ndcg@50"));
@@ -275,4 +279,34 @@ fn metrics_diff_against_an_earlier_run_id() {
     let r = p.dagrun(&["metrics", "--diff", "no-such-run"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("neither a file nor a run id"), "{}", r.stderr);
+}
+
+/// The validation holdout is opt-in: a pipeline written before it (no `valid` param,
+/// no `valid` inputs) keeps its meaning, and an unknown input names the optional ones.
+#[test]
+fn a_pipeline_without_the_holdout_keeps_every_click_but_the_last_for_training() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.yaml")).unwrap();
+    let old = text
+        .replace("    params: {valid: true}\n", "")
+        .replace("valid: split.valid, ", "")
+        .replace("valid: encode.valid, ", "")
+        .replace(", also_seen: encode.valid", "");
+    let cut = old.find("\n  export_valid:").unwrap();
+    let end = old[cut + 1..].find("\n  evaluate:").unwrap() + cut + 1;
+    let cut2 = old.find("\n  evaluate_valid:").unwrap();
+    let end2 = old[cut2 + 1..].find("\n  baseline:").unwrap() + cut2 + 1;
+    let old = format!("{}{}{}", &old[..cut], &old[end..cut2], &old[end2..]);
+    assert!(!old.contains("valid:") && !old.contains("_valid") && !old.contains(".valid"), "{old}");
+    let p = Project::new(&old);
+    let r = p.dagrun(&["run"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let split = p.record("split");
+    assert_eq!(split["outputs"]["valid"]["rows"], 0);
+    assert_eq!(split["outputs"]["train"]["rows"], 97_997, "every click but each user's last");
+    assert_eq!(p.record("sample")["outputs"]["valid"]["rows"], 0);
+
+    let bad = Project::new(&old.replace("test: split.test,", "test: split.test, vald: split.test,"));
+    let r = bad.dagrun(&["status"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("has no input `vald`; its inputs: train, test, users, valid (optional)"), "{}", r.stderr);
 }

@@ -75,8 +75,10 @@ fn movielens_100k_figures() {
     let r = p.dagrun(&["run", "--target", "sample", "-I", &format!("clicks.data={}", data.display())]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(p.record("clicks")["outputs"]["clicks"]["rows"], 100_000);
+    // Leave-one-out with a validation holdout: one validation and one test example a user.
     assert_eq!(p.record("sample")["outputs"]["test"]["rows"], 943);
-    assert_eq!(p.record("sample")["outputs"]["train"]["rows"], 98_114);
+    assert_eq!(p.record("sample")["outputs"]["valid"]["rows"], 943);
+    assert_eq!(p.record("sample")["outputs"]["train"]["rows"], 97_171);
     let m = &p.record("encode")["metrics"];
     for (k, v) in [
         ("user_id", 944.0),

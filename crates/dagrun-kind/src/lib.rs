@@ -43,6 +43,8 @@ pub struct KindSpec {
     pub summary: &'static str,
     /// Input names; every one must be given by the pipeline.
     pub inputs: &'static [&'static str],
+    /// Inputs a pipeline may give or leave out (e.g. a validation table).
+    pub optional_inputs: &'static [&'static str],
     pub outputs: &'static [OutputSpec],
     /// blake3 of every source file the kind's code can reach and of the versions of
     /// the libraries that shape its outputs (computed at build time).
@@ -84,6 +86,11 @@ impl StageCtx<'_> {
             .get(name)
             .map(PathBuf::as_path)
             .ok_or_else(|| StageError::Failed(format!("input `{name}` was not given")))
+    }
+
+    /// The path of an optional input, None when the pipeline left it out.
+    pub fn optional_input(&self, name: &str) -> Option<&Path> {
+        self.inputs.get(name).map(PathBuf::as_path)
     }
 
     /// Where to write output `name`.

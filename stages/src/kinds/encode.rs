@@ -1,7 +1,7 @@
 //! Kind `encode`: label-encodes user ids, item ids and categorical user features
 //! (sorted unique values → 1..n, 0 = padding/unknown) and normalises dense features.
 //!
-//! Id vocabularies are fitted on all clicks, train and test, so a test item never
+//! Id vocabularies are fitted on all clicks, train, validation and test, so a test item never
 //! seen in training keeps its own index. The vocabularies are an output (`vocab`:
 //! feature, index, value), so later stages can speak raw ids again.
 
@@ -44,6 +44,7 @@ impl Default for EncodeParams {
 
 pub(crate) const TRAIN: OutputSpec = OutputSpec { name: "train", format: Format::Parquet };
 pub(crate) const TEST: OutputSpec = OutputSpec { name: "test", format: Format::Parquet };
+pub(crate) const VALID: OutputSpec = OutputSpec { name: "valid", format: Format::Parquet };
 pub(crate) const USERS: OutputSpec = OutputSpec { name: "users", format: Format::Parquet };
 pub(crate) const VOCAB: OutputSpec = OutputSpec { name: "vocab", format: Format::Parquet };
 
@@ -51,7 +52,9 @@ pub const SPEC: KindSpec = KindSpec {
     name: "encode",
     summary: "label-encodes ids and user features (0 = padding), normalises dense features",
     inputs: &["train", "test", "users"],
-    outputs: &[TRAIN, TEST, USERS, VOCAB],
+    // The split's validation clicks; `valid` is empty without them.
+    optional_inputs: &["valid"],
+    outputs: &[TRAIN, VALID, TEST, USERS, VOCAB],
     fingerprint: crate::fingerprints::ENCODE,
     params: params::check::<EncodeParams>,
     run,
@@ -265,11 +268,21 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         }
         Ok(batches)
     };
+    let valid_path = ctx.optional_input("valid");
     let (train, test) = (clicks(train_path)?, clicks(test_path)?);
+    // Without validation clicks, one empty row group (the schema of the training clicks).
+    let valid = match valid_path {
+        Some(path) => clicks(path)?,
+        None => vec![train[0].slice(0, 0)],
+    };
     let users = table::read(users_path)?;
-    // Train's row groups, then test's.
-    let parts: Vec<(&RecordBatch, &Path)> =
-        train.iter().map(|b| (b, train_path)).chain(test.iter().map(|b| (b, test_path))).collect();
+    // Train's row groups, then validation's, then test's.
+    let parts: Vec<(&RecordBatch, &Path)> = train
+        .iter()
+        .map(|b| (b, train_path))
+        .chain(valid.iter().map(|b| (b, valid_path.unwrap_or(train_path))))
+        .chain(test.iter().map(|b| (b, test_path)))
+        .collect();
     let raw = |name: &str| parts.iter().map(|&(b, path)| Raw::of(b, name, path)).collect::<Result<Vec<_>, _>>();
     let (user_ids, item_ids) = (raw(USER)?, raw(ITEM)?);
     let ((user_vocab, user_codes), (item_vocab, item_codes)) =
@@ -292,12 +305,19 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         w.finish()
     };
     let train_users = &user_codes[..train.len()];
-    let ((train_rows, test_rows), tables) = rayon::join(
-        || rayon::join(|| write_clicks(&TRAIN, 0..train.len()), || write_clicks(&TEST, train.len()..parts.len())),
+    let (tr, va) = (train.len(), train.len() + valid.len());
+    let ((train_rows, (valid_rows, test_rows)), tables) = rayon::join(
+        || {
+            rayon::join(
+                || write_clicks(&TRAIN, 0..tr),
+                || (write_clicks(&VALID, tr..va), write_clicks(&TEST, va..parts.len())),
+            )
+        },
         || user_and_vocab_tables(ctx, &p, (&users, users_path), [&user_vocab, &item_vocab], (user_ids[0], train_users)),
     );
     let mut report = tables?;
     report.rows.insert(TRAIN.name.into(), train_rows?);
+    report.rows.insert(VALID.name.into(), valid_rows?);
     report.rows.insert(TEST.name.into(), test_rows?);
     Ok(report)
 }

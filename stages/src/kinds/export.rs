@@ -27,6 +27,7 @@ pub const SPEC: KindSpec = KindSpec {
     name: "export",
     summary: "user vectors of the test examples and all item vectors, normalised, with raw ids",
     inputs: &["model", "config", "test", "users", "vocab"],
+    optional_inputs: &[],
     outputs: &[USERS, ITEMS],
     fingerprint: crate::fingerprints::EXPORT,
     params: params::check::<ExportParams>,

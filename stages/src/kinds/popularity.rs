@@ -32,6 +32,8 @@ pub const SPEC: KindSpec = KindSpec {
     name: "popularity",
     summary: "most-clicked training items for everyone: the baseline, with evaluate's metrics",
     inputs: &["train", "test", "vocab"],
+    // As evaluate's: more clicks to leave out of the `_excl` rankings.
+    optional_inputs: &["also_seen"],
     outputs: &[RANKING, METRICS],
     fingerprint: crate::fingerprints::POPULARITY,
     params: params::check::<PopularityParams>,
@@ -59,7 +61,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     // Most clicks first; equal counts by item index, so the list is deterministic.
     let mut ranking: Vec<i32> = (1..=catalogue as i32).collect();
     ranking.sort_by(|a, b| counts[*b as usize].cmp(&counts[*a as usize]).then(a.cmp(b)));
-    let seen = seen_items(train_path)?;
+    let seen = seen_items(&std::iter::once(train_path).chain(ctx.optional_input("also_seen")).collect::<Vec<_>>())?;
     let test = table::read(test_path)?;
     let users = table::column::<Int32Array>(&test, USER_IDX, test_path)?;
     let targets = table::column::<Int32Array>(&test, ITEM_IDX, test_path)?;

@@ -1,6 +1,8 @@
 //! Kind `split_last_click`: per user, the last click by time becomes the test target,
-//! the rest is training data. Equal timestamps are broken by source order (`seq`):
-//! the later row is "last". Both outputs keep the source order of the log.
+//! the rest is training data; with `valid`, the second-to-last click becomes the
+//! validation target (leave-one-out with a validation holdout, as RecBole and SASRec
+//! split). Equal timestamps are broken by source order (`seq`): the later row is
+//! "last". The outputs keep the source order of the log.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,22 +23,27 @@ use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageE
 pub struct SplitParams {
     /// Users with fewer clicks are dropped (they have no training data).
     pub min_clicks: u32,
+    /// Each user's second-to-last click goes to `valid` (users with at least one
+    /// training click left, so three clicks or more); off, `valid` is empty.
+    pub valid: bool,
 }
 
 impl Default for SplitParams {
     fn default() -> Self {
-        SplitParams { min_clicks: 2 }
+        SplitParams { min_clicks: 2, valid: false }
     }
 }
 
 const TRAIN: OutputSpec = OutputSpec { name: "train", format: Format::Parquet };
 const TEST: OutputSpec = OutputSpec { name: "test", format: Format::Parquet };
+const VALID: OutputSpec = OutputSpec { name: "valid", format: Format::Parquet };
 
 pub const SPEC: KindSpec = KindSpec {
     name: "split_last_click",
-    summary: "per user, the last click is the test target, the rest is train",
+    summary: "per user, the last click is the test target (the one before it the validation target, with `valid`), the rest is train",
     inputs: &["clicks"],
-    outputs: &[TRAIN, TEST],
+    optional_inputs: &[],
+    outputs: &[TRAIN, VALID, TEST],
     fingerprint: crate::fingerprints::SPLIT_LAST_CLICK,
     params: params::check::<SplitParams>,
     run,
@@ -49,6 +56,7 @@ const SLICE: usize = 64 * 1024;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
     Train,
+    Valid,
     Test,
     Dropped,
 }
@@ -88,7 +96,8 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     }
 
     // The last click of every user, found by DataFusion; the rows stay in source order.
-    let users = last_clicks(&clicks, path, p.min_clicks, last_by(&times, &seqs, rows))?;
+    let order = last_by(&times, &seqs, rows);
+    let users = last_clicks(&clicks, path, p.min_clicks, order)?;
     let mut role = vec![Role::Train; rows];
     let mut dropped = 0;
     for &(last, n) in &users.last {
@@ -99,13 +108,25 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     for &s in &users.dropped_seqs {
         role[slot(s).ok_or_else(bad_seq)?] = Role::Dropped;
     }
-    let roles = roles_by_row_group(&seqs, &role, &slot).ok_or_else(bad_seq)?;
-    let (train, test) = write_split(ctx, &clicks, &roles)?;
+    let mut roles = roles_by_row_group(&seqs, &role, &slot).ok_or_else(bad_seq)?;
+    if p.valid {
+        // The last of what is left to train on is the validation click: the same
+        // search once more, over the training rows (still in source order).
+        let rest = rows_with(&clicks, &roles, Role::Train)?;
+        let second = last_clicks(&rest, path, 1, order)?;
+        for &(last, _) in second.last.iter().filter(|&&(_, n)| n >= 2) {
+            role[slot(last).ok_or_else(bad_seq)?] = Role::Valid;
+        }
+        roles = roles_by_row_group(&seqs, &role, &slot).ok_or_else(bad_seq)?;
+    }
+    let [train, valid, test] = write_split(ctx, &clicks, &roles)?;
     let mut report = Report::default();
     report.rows.insert(TRAIN.name.into(), train);
+    report.rows.insert(VALID.name.into(), valid);
     report.rows.insert(TEST.name.into(), test);
     report.metrics.insert("dropped_users".into(), dropped as f64);
     report.metrics.insert("test_users".into(), test as f64);
+    report.metrics.insert("valid_users".into(), valid as f64);
     if dropped > 0 {
         report.notes.push(format!("{dropped} user(s) with fewer than {} clicks dropped", p.min_clicks));
     }
@@ -135,37 +156,48 @@ fn roles_by_row_group(
     Some(roles)
 }
 
-/// Writes the training and test rows; returns their counts.
-fn write_split(ctx: &StageCtx, clicks: &[RecordBatch], roles: &[Vec<Role>]) -> Result<(u64, u64), StageError> {
-    let rows_of = |k: usize, wanted: Role| {
-        let mask: BooleanArray = roles[k].iter().map(|&r| Some(r == wanted)).collect();
-        filter_record_batch(&clicks[k], &mask).map_err(failed)
-    };
+fn rows_of(clicks: &[RecordBatch], roles: &[Vec<Role>], k: usize, wanted: Role) -> Result<RecordBatch, StageError> {
+    let mask: BooleanArray = roles[k].iter().map(|&r| Some(r == wanted)).collect();
+    filter_record_batch(&clicks[k], &mask).map_err(failed)
+}
+
+/// The rows of one role, row group by row group.
+fn rows_with(clicks: &[RecordBatch], roles: &[Vec<Role>], wanted: Role) -> Result<Vec<RecordBatch>, StageError> {
+    (0..clicks.len()).into_par_iter().map(|k| rows_of(clicks, roles, k, wanted)).collect()
+}
+
+/// Writes the training, validation and test rows; returns their counts.
+fn write_split(ctx: &StageCtx, clicks: &[RecordBatch], roles: &[Vec<Role>]) -> Result<[u64; 3], StageError> {
     let schema = clicks[0].schema();
     let mut train = TableWriter::create(&ctx.output(&TRAIN), schema.clone())?;
+    let mut valid = TableWriter::create(&ctx.output(&VALID), schema.clone())?;
     let mut test = TableWriter::create(&ctx.output(&TEST), schema)?;
     // One training row group per row group read, each filtered in the task that
-    // encodes it; the test rows (one per user) are written alongside.
-    let (train, test) = rayon::join(
+    // encodes it; the validation and test rows (one per user) are written alongside.
+    let one_per_user = |w: &mut TableWriter, role: Role| -> Result<(), StageError> {
+        for k in 0..clicks.len() {
+            w.write(&rows_of(clicks, roles, k, role)?)?;
+        }
+        Ok(())
+    };
+    let (train, (valid, test)) = rayon::join(
         || {
             train.write_row_groups(
-                (0..clicks.len()).into_par_iter().map(|k| std::iter::once(rows_of(k, Role::Train))),
+                (0..clicks.len()).into_par_iter().map(|k| std::iter::once(rows_of(clicks, roles, k, Role::Train))),
             )?;
             train.finish()
         },
         || {
-            for k in 0..clicks.len() {
-                test.write(&rows_of(k, Role::Test)?)?;
-            }
-            test.finish()
+            let valid = one_per_user(&mut valid, Role::Valid).and_then(|_| valid.finish());
+            (valid, one_per_user(&mut test, Role::Test).and_then(|_| test.finish()))
         },
     );
-    Ok((train?, test?))
+    Ok([train?, valid?, test?])
 }
 
 /// Whether the rows are ordered by (timestamp, seq), nulls in neither.
 /// How each user's last click (by time, then `seq`) is found.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum LastBy {
     /// The log is in (timestamp, seq) order, as synth writes it and most logs come:
     /// the last click is the largest `seq`.
@@ -298,6 +330,33 @@ mod tests {
     fn items(b: &RecordBatch) -> Vec<String> {
         let c = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
         (0..c.len()).map(|i| c.value(i).to_string()).collect()
+    }
+
+    #[test]
+    fn with_valid_the_second_to_last_click_is_held_out_for_validation() {
+        let d = tempfile::tempdir().unwrap();
+        let clicks = d.path().join("clicks.parquet");
+        // a: four clicks out of time order; b: two clicks, too few for a validation click.
+        log(&[("a", "x", 30), ("a", "y", 10), ("b", "w", 5), ("a", "z", 20), ("a", "u", 25), ("b", "v", 6)])
+            .write(&clicks)
+            .unwrap();
+        let inputs = BTreeMap::from([("clicks".to_string(), clicks)]);
+        let params = serde_json::json!({"valid": true});
+        let params = (SPEC.params)(params).unwrap();
+        let report = run(&StageCtx { inputs: &inputs, params: &params, out_dir: d.path(), progress: &NoProgress });
+        assert_eq!(report.unwrap().rows["valid"], 1);
+        let read = |name: &str| items(&table::read(&d.path().join(format!("{name}.parquet"))).unwrap());
+        assert_eq!(read("test"), ["x", "v"]);
+        assert_eq!(read("valid"), ["u"], "a's click before its last; b has none");
+        assert_eq!(read("train"), ["y", "w", "z"], "the rest, in source order");
+    }
+
+    #[test]
+    fn without_valid_the_validation_table_is_empty() {
+        let (_, test, report) = split(&[("a", "x", 1), ("a", "y", 2), ("a", "z", 3)], 2);
+        assert_eq!(items(&test), ["z"]);
+        assert_eq!(report.rows["valid"], 0);
+        assert_eq!(report.rows["train"], 2);
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub const SPEC: KindSpec = KindSpec {
     name: "synth",
     summary: "generates a click log with user interests, item topics, Zipf popularity and sessions",
     inputs: &[],
+    optional_inputs: &[],
     outputs: &[CLICKS, USERS],
     fingerprint: crate::fingerprints::SYNTH,
     params: params::check::<SynthParams>,

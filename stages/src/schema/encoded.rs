@@ -82,17 +82,22 @@ pub fn vocab_rows(vocab: &Path, feature: &str) -> Result<usize, StageError> {
     Ok(f.iter().filter(|x| *x == Some(feature)).count() + 1)
 }
 
-/// Each user's training items, sorted, indexed by user index.
-pub fn seen_items(path: &Path) -> Result<Vec<Vec<i32>>, StageError> {
-    let b = table::read(path)?;
-    let users = table::column::<Int32Array>(&b, USER_IDX, path)?.values();
-    let items = table::column::<Int32Array>(&b, ITEM_IDX, path)?.values();
-    let limit = dense_limit(b.num_rows());
-    check_indices(path, USER_IDX, users, limit)?;
-    let n = users.iter().copied().max().unwrap_or(0) as usize + 1;
-    let mut seen = vec![Vec::new(); n];
-    for (u, i) in users.iter().zip(items) {
-        seen[*u as usize].push(*i);
+/// Each user's items in the click tables at `paths` (training clicks, and the
+/// validation clicks when test is evaluated), sorted, indexed by user index.
+pub fn seen_items(paths: &[&Path]) -> Result<Vec<Vec<i32>>, StageError> {
+    let mut seen: Vec<Vec<i32>> = Vec::new();
+    for path in paths {
+        let b = table::read(path)?;
+        let users = table::column::<Int32Array>(&b, USER_IDX, path)?.values();
+        let items = table::column::<Int32Array>(&b, ITEM_IDX, path)?.values();
+        check_indices(path, USER_IDX, users, dense_limit(b.num_rows()))?;
+        let n = users.iter().copied().max().unwrap_or(0) as usize + 1;
+        if seen.len() < n {
+            seen.resize(n, Vec::new());
+        }
+        for (u, i) in users.iter().zip(items) {
+            seen[*u as usize].push(*i);
+        }
     }
     for s in &mut seen {
         s.sort_unstable();

@@ -306,8 +306,12 @@ impl InputPass<'_> {
 /// The message for an input name the kind does not declare, if `name` is one.
 fn unknown_input(kind: Kind, name: &str) -> Option<String> {
     match kind {
-        Kind::Builtin(spec) if !spec.inputs.contains(&name) => {
-            Some(format!("kind `{}` has no input `{name}`; its inputs: {}", spec.name, spec.inputs.join(", ")))
+        Kind::Builtin(spec) if !spec.inputs.contains(&name) && !spec.optional_inputs.contains(&name) => {
+            let mut known = spec.inputs.join(", ");
+            for o in spec.optional_inputs {
+                known.push_str(&format!(", {o} (optional)"));
+            }
+            Some(format!("kind `{}` has no input `{name}`; its inputs: {known}", spec.name))
         }
         _ => None,
     }
@@ -376,6 +380,7 @@ mod tests {
         name: "scale",
         summary: "a kind for the loader's tests",
         inputs: &[],
+        optional_inputs: &[],
         outputs: &[dagrun_kind::OutputSpec { name: "out", format: dagrun_kind::Format::Json }],
         fingerprint: "0000000000000000000000000000000000000000000000000000000000000000",
         params: scale_params,

@@ -61,6 +61,9 @@ pub const SPEC: KindSpec = KindSpec {
     name: "evaluate",
     summary: "usearch HNSW index over item vectors; top-K per test user; HR, NDCG, MRR, coverage, index recall",
     inputs: &["users", "items", "seen"],
+    // More clicks to leave out of the `_excl` rankings: the validation clicks, when
+    // test users are evaluated.
+    optional_inputs: &["also_seen"],
     outputs: &[INDEX, TOPK, METRICS],
     fingerprint: crate::fingerprints::EVALUATE,
     params: params::check::<EvaluateParams>,
@@ -88,7 +91,9 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
             users.dim, items.dim
         )));
     }
-    let seen = seen_items(ctx.input("seen")?)?;
+    let seen_paths: Vec<&std::path::Path> =
+        std::iter::once(ctx.input("seen")?).chain(ctx.optional_input("also_seen")).collect();
+    let seen = seen_items(&seen_paths)?;
     let no_seen = Vec::new();
     let seen_of = |r: usize| seen.get(users.idx[r] as usize).map_or(no_seen.as_slice(), Vec::as_slice);
     let n = items.idx.len();

@@ -62,6 +62,7 @@ pub const SPEC: KindSpec = KindSpec {
     name: "ingest",
     summary: "reads a click log: RecBole, MovieLens-100k/1M, CSV/TSV/Parquet",
     inputs: &["data"],
+    optional_inputs: &[],
     outputs: &[CLICKS, USERS],
     fingerprint: crate::fingerprints::INGEST,
     params: params::check::<IngestParams>,

@@ -3,8 +3,10 @@
 //!
 //! For a user's clicks p[0..n): for i in 1..n the target is p[i] and the history is
 //! the up to `max_hist` clicks before i, most recent first. i = n−1 (the split's test
-//! click) is the user's test example; the others are training examples. A history
-//! never holds the target's own click or anything after it.
+//! click) is the user's test example; the others are training examples. With the
+//! split's validation clicks (input `valid`), a user's validation example has the
+//! training clicks as history, and the test example's history ends with the
+//! validation click. A history never holds the target's own click or anything after it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -67,12 +69,14 @@ impl Default for SampleParams {
 
 const TRAIN: OutputSpec = OutputSpec { name: "train", format: Format::Parquet };
 const TEST: OutputSpec = OutputSpec { name: "test", format: Format::Parquet };
+const VALID: OutputSpec = OutputSpec { name: "valid", format: Format::Parquet };
 
 pub const SPEC: KindSpec = KindSpec {
     name: "sample",
     summary: "sliding-window examples with history, negatives and subsampling",
     inputs: &["train", "test"],
-    outputs: &[TRAIN, TEST],
+    optional_inputs: &["valid"],
+    outputs: &[TRAIN, VALID, TEST],
     fingerprint: crate::fingerprints::SAMPLE,
     params: params::check::<SampleParams>,
     run,
@@ -165,8 +169,8 @@ struct Draw<'a> {
 
 impl Draw<'_> {
     /// One user's training examples from training clicks `start..end` (time order);
-    /// negatives avoid the test click too.
-    fn train(&self, user: i32, start: usize, end: usize, test_item: Option<i32>, train: &mut ExampleBuffer) {
+    /// negatives avoid the held-out clicks (validation, test) too.
+    fn train(&self, user: i32, start: usize, end: usize, held_out: [Option<i32>; 2], train: &mut ExampleBuffer) {
         let p = self.p;
         let seq = &self.items[start..end];
         let times = &self.timestamps[start..end];
@@ -179,7 +183,7 @@ impl Draw<'_> {
         };
         let mut clicked: Vec<i32> = Vec::new();
         if p.neg_ratio > 0 {
-            clicked.extend(seq.iter().chain(&test_item));
+            clicked.extend(seq.iter().chain(held_out.iter().flatten()));
             clicked.sort_unstable();
         }
         for i in first..n {
@@ -221,14 +225,22 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let (train_path, test_path) = (ctx.input("train")?, ctx.input("test")?);
     let (_, test_batches) = table::read_batches(test_path, |_| true)?;
     let (_, train_batches) = table::read_batches(train_path, |_| true)?;
-    // Indices are dense over the train and test clicks together.
-    let rows: usize = test_batches.iter().chain(&train_batches).map(RecordBatch::num_rows).sum();
-    let test_clicks = click_columns(&test_batches, test_path, dense_limit(rows))?;
-    let te_user: Vec<i32> = test_clicks.iter().flat_map(|c| c.0).copied().collect();
-    let te_item: Vec<i32> = test_clicks.iter().flat_map(|c| c.1).copied().collect();
+    let valid_path = ctx.optional_input("valid");
+    let valid_batches = match valid_path {
+        Some(path) => table::read_batches(path, |_| true)?.1,
+        None => Vec::new(),
+    };
+    // Indices are dense over the train, validation and test clicks together.
+    let rows: usize = test_batches.iter().chain(&train_batches).chain(&valid_batches).map(RecordBatch::num_rows).sum();
+    let one_per_user = |batches: &[RecordBatch], path: &Path| -> Result<(Vec<i32>, Vec<i32>), StageError> {
+        let clicks = click_columns(batches, path, dense_limit(rows))?;
+        Ok((clicks.iter().flat_map(|c| c.0).copied().collect(), clicks.iter().flat_map(|c| c.1).copied().collect()))
+    };
+    let (te_user, te_item) = one_per_user(&test_batches, test_path)?;
+    let (va_user, va_item) = one_per_user(&valid_batches, valid_path.unwrap_or(test_path))?;
     let ByUser { items: tr_item, timestamps: tr_ts, groups } =
         by_user(&click_columns(&train_batches, train_path, dense_limit(rows))?);
-    let n_items = tr_item.iter().chain(&te_item).copied().max().unwrap_or(0) as usize;
+    let n_items = tr_item.iter().chain(&te_item).chain(&va_item).copied().max().unwrap_or(0) as usize;
 
     // Item click counts in the training data drive subsampling and popularity negatives.
     let mut counts = vec![0f64; n_items + 1];
@@ -248,20 +260,30 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     };
 
     let test_of: FastMap<i32, i32> = te_user.iter().copied().zip(te_item.iter().copied()).collect();
+    let valid_of: FastMap<i32, i32> = va_user.iter().copied().zip(va_item.iter().copied()).collect();
     ctx.progress.set_length(groups.len() as u64);
     let schema = ExampleBuffer::default().take_batch()?.schema();
     let train_w = TableWriter::create(&ctx.output(&TRAIN), schema.clone())?;
+    let mut valid_w = TableWriter::create(&ctx.output(&VALID), schema.clone())?;
     let mut test_w = TableWriter::create(&ctx.output(&TEST), schema)?;
-    let (train_rows, test_rows) = rayon::join(
-        || write_train(ctx, train_w, &groups, &source, &test_of),
-        // The test examples are made and written alongside.
+    let held_out = Targets { test: &test_of, valid: &valid_of };
+    let none = FastMap::default();
+    let (train_rows, (valid_rows, test_rows)) = rayon::join(
+        || write_train(ctx, train_w, &groups, &source, held_out),
+        // The validation and test examples are made and written alongside; a test
+        // history ends with the validation click.
         || {
-            test_w.write(&test_examples(&groups, &tr_item, (&te_user, &te_item), &test_of, p.max_hist)?)?;
-            test_w.finish()
+            let examples = |(users, items): (&[i32], &[i32]), of, before| {
+                heldout_examples(&groups, &tr_item, (users, items), of, before, p.max_hist)
+            };
+            let valid = examples((&va_user, &va_item), &valid_of, &none).and_then(|b| valid_w.write(&b));
+            let test = examples((&te_user, &te_item), &test_of, &valid_of).and_then(|b| test_w.write(&b));
+            (valid.and_then(|_| valid_w.finish()), test.and_then(|_| test_w.finish()))
         },
     );
     let mut report = Report::default();
     report.rows.insert("train".into(), train_rows?);
+    report.rows.insert("valid".into(), valid_rows?);
     report.rows.insert("test".into(), test_rows?);
     Ok(report)
 }
@@ -290,30 +312,44 @@ fn click_columns<'a>(
     Ok(out)
 }
 
-/// Test rows are one per user: the test click, after the user's last training clicks.
-fn test_examples(
+/// Each user's held-out clicks (one per user), by user.
+#[derive(Clone, Copy)]
+struct Targets<'a> {
+    test: &'a FastMap<i32, i32>,
+    valid: &'a FastMap<i32, i32>,
+}
+
+/// Held-out rows (validation or test) are one per user: the held-out click `of[user]`,
+/// after the user's training clicks and then the click `before[user]`, if any.
+fn heldout_examples(
     groups: &[(i32, usize, usize)],
     tr_item: &[i32],
-    (te_user, te_item): (&[i32], &[i32]),
-    test_of: &FastMap<i32, i32>,
+    (users, items): (&[i32], &[i32]),
+    of: &FastMap<i32, i32>,
+    before: &FastMap<i32, i32>,
     max_hist: u32,
 ) -> Result<RecordBatch, StageError> {
-    let mut test = ExampleBuffer::default();
+    let mut out = ExampleBuffer::default();
     let mut covered = FastSet::default();
+    let mut seq = Vec::new();
     for &(user, start, end) in groups {
-        if let Some(&item) = test_of.get(&user) {
-            let seq = &tr_item[start..end];
-            test.push(user, item, 1, history(seq, seq.len(), max_hist), 0.0);
+        if let Some(&item) = of.get(&user) {
+            seq.clear();
+            seq.extend_from_slice(&tr_item[start..end]);
+            seq.extend(before.get(&user));
+            out.push(user, item, 1, history(&seq, seq.len(), max_hist), 0.0);
             covered.insert(user);
         }
     }
-    // Test users without training clicks still get their (history-less) test example.
-    for (u, i) in te_user.iter().zip(te_item) {
+    // Users without training clicks still get their example, its history the click
+    // before it alone, or none.
+    for (u, i) in users.iter().zip(items) {
         if !covered.contains(u) {
-            test.push(*u, *i, 1, &[], 0.0);
+            let earlier: Vec<i32> = before.get(u).copied().into_iter().collect();
+            out.push(*u, *i, 1, history(&earlier, earlier.len(), max_hist), 0.0);
         }
     }
-    test.take_batch()
+    out.take_batch()
 }
 
 /// Training rows: one row group per run of users, made and encoded in one task, a few
@@ -323,7 +359,7 @@ fn write_train(
     mut w: TableWriter,
     groups: &[(i32, usize, usize)],
     source: &Draw,
-    test_of: &FastMap<i32, i32>,
+    held_out: Targets,
 ) -> Result<u64, StageError> {
     let mut parts = Vec::new();
     let (mut from, mut rows) = (0, 0);
@@ -342,7 +378,8 @@ fn write_train(
         std::iter::from_fn(move || {
             let (mut train, mut seen) = (ExampleBuffer::with_capacity(BATCH_ROWS, source.p.max_hist), 0);
             for &(user, start, end) in users.by_ref() {
-                source.train(user, start, end, test_of.get(&user).copied(), &mut train);
+                let targets = [held_out.test.get(&user).copied(), held_out.valid.get(&user).copied()];
+                source.train(user, start, end, targets, &mut train);
                 seen += 1;
                 if train.user.len() >= BATCH_ROWS {
                     break;

@@ -45,6 +45,51 @@ fn sample(tr: &[(i32, i32, i64)], te: &[(i32, i32, i64)], params: serde_json::Va
     (table::read(&out.join("train.parquet")).unwrap(), table::read(&out.join("test.parquet")).unwrap())
 }
 
+/// Runs `sample` with validation clicks `va` too; returns (valid, test) examples.
+fn sample_with_valid(
+    tr: &[(i32, i32, i64)],
+    va: &[(i32, i32, i64)],
+    te: &[(i32, i32, i64)],
+) -> (RecordBatch, RecordBatch) {
+    let d = tempfile::tempdir().unwrap();
+    let mut inputs = BTreeMap::new();
+    for (name, rows) in [("train", tr), ("valid", va), ("test", te)] {
+        let path = d.path().join(format!("{name}.parquet"));
+        table::write(
+            &path,
+            vec![
+                (USER_IDX, Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef),
+                (ITEM_IDX, Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1)))),
+                ("timestamp", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+            ],
+        )
+        .unwrap();
+        inputs.insert(name.to_string(), path);
+    }
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let params = (SPEC.params)(serde_json::json!({"max_hist": 3, "neg_ratio": 2})).unwrap();
+    run(&StageCtx { inputs: &inputs, params: &params, out_dir: &out, progress: &NoProgress }).unwrap();
+    (table::read(&out.join("valid.parquet")).unwrap(), table::read(&out.join("test.parquet")).unwrap())
+}
+
+#[test]
+fn validation_histories_stop_before_the_validation_click_and_test_histories_end_with_it() {
+    // User 1: train 10, 11, 12; validation 13; test 14. User 2: no training clicks.
+    let tr = [(1, 10, 1), (1, 11, 2), (1, 12, 3)];
+    let (valid, test) = sample_with_valid(&tr, &[(1, 13, 4), (2, 20, 1)], &[(1, 14, 5), (2, 21, 2)]);
+    assert_eq!(col_i32(&valid, ITEM_IDX), [13, 20]);
+    assert_eq!(hists(&valid), [vec![12, 11, 10], vec![]], "training clicks only, most recent first");
+    assert_eq!(col_i32(&test, ITEM_IDX), [14, 21]);
+    assert_eq!(hists(&test), [vec![13, 12, 11], vec![20]], "the validation click first, max_hist kept");
+    for (h, target) in hists(&valid).iter().zip(col_i32(&valid, ITEM_IDX)) {
+        assert!(!h.contains(&target), "a validation history never holds its target");
+    }
+    for (h, target) in hists(&test).iter().zip(col_i32(&test, ITEM_IDX)) {
+        assert!(!h.contains(&target), "a test history never holds its target");
+    }
+}
+
 #[test]
 fn rows_in_any_order_give_the_same_examples() {
     // Two users' clicks interleaved as a log has them, one of user 2's out of time order.

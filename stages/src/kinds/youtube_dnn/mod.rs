@@ -115,6 +115,7 @@ pub const SPEC: KindSpec = KindSpec {
     name: "youtube_dnn",
     summary: "trains the YouTubeDNN two-tower recall model (candle; CPU, or CUDA with a feature)",
     inputs: &["samples", "users", "vocab"],
+    optional_inputs: &[],
     outputs: &[MODEL, CONFIG, LOG],
     fingerprint: crate::fingerprints::YOUTUBE_DNN,
     params: params::check::<TrainParams>,
