@@ -60,6 +60,12 @@ fn bad_param_values_are_found_at_load_with_their_place() {
         ),
         (
             train,
+            "params: {emb_dim: 32, epochs: 2, num_sampled: 64, seed: 0, init_std: 0}",
+            "init_std:",
+            "param `init_std` of kind `youtube_dnn`: must be a number above 0, not 0",
+        ),
+        (
+            train,
             "params: {emb_dim: 32, epochs: 2, num_sampled: 64, seed: 0, device: 'tpu:7'}",
             "device:",
             "param `device` of kind `youtube_dnn`: `tpu:7` is not a device: expected cpu, cuda, cuda:N or auto",

@@ -73,6 +73,9 @@ pub struct TrainParams {
     pub sampler: Sampler,
     pub distortion: f64,
     pub optimizer: Optim,
+    /// Standard deviation of the normal the item and user-feature embeddings start
+    /// from. DeepMatch (DeepCTR's `SparseFeat`) starts them at 0.0001.
+    pub init_std: f64,
     pub weight_decay: f64,
     pub lr: f64,
     /// Decay the learning rate linearly to `lr * lr_end` over the run.
@@ -96,6 +99,7 @@ impl Default for TrainParams {
             sampler: Sampler::Frequency,
             distortion: 0.75,
             optimizer: Optim::Adam,
+            init_std: 0.1,
             weight_decay: 0.0,
             lr: 0.005,
             lr_end: 1.0,
@@ -132,6 +136,7 @@ impl TrainParams {
 impl Params for TrainParams {
     fn validate(&self) -> Result<(), params::ParamError> {
         params::positive_int("emb_dim", self.emb_dim as u64)?;
+        params::positive("init_std", self.init_std)?;
         let hidden = self.hidden();
         params::ensure(!hidden.contains(&0) && hidden.last() == Some(&self.emb_dim), "hidden_units", || {
             format!(
@@ -266,8 +271,9 @@ impl Trainer {
             dim: d,
             data: (0..rows * d).map(|i| if i < d { 0.0 } else { rng.normal() as f32 * std }).collect(),
         };
-        let items = table(config.items, 0.1, &mut rng);
-        let features: Vec<EmbeddingTable> = config.features.iter().map(|f| table(f.vocab, 0.1, &mut rng)).collect();
+        let std = p.init_std as f32;
+        let items = table(config.items, std, &mut rng);
+        let features: Vec<EmbeddingTable> = config.features.iter().map(|f| table(f.vocab, std, &mut rng)).collect();
         let mut tower = Vec::new();
         let mut fan_in = config.input_dim();
         for &out in &config.hidden_units {
