@@ -94,3 +94,23 @@ fn sweep_points_run_in_parallel_and_share_their_upstream() {
     let point2 = r.stdout.split("== point 2/2: w.v=2\n").nth(1).expect("a header per point");
     assert!(point2.starts_with("cached   u\nran      w"), "a point's lines stay together: {}", r.stdout);
 }
+
+/// Regression: a sweep point's checks read `latest/`, which by then can show another
+/// point's record; here point 1's check passed on point 2's score. The stage `z`,
+/// shared by both points, ends only once point 2's `m` is in `latest/`.
+#[test]
+fn each_sweep_point_is_checked_on_its_own_metrics() {
+    let p = Project::new(
+        "stages:\n  m:\n    kind: cmd\n    params: {v: 1}\n    run: 'echo $DAGRUN_PARAM_V > \"$DAGRUN_OUTPUT_O\"; \
+         echo \"{\\\"score\\\": $DAGRUN_PARAM_V}\" > \"$DAGRUN_METRICS\"'\n    outputs: [o.txt]\n  \
+         z:\n    kind: cmd\n    run: 'n=0; while ! grep -q \"score.: 3\" artifacts/latest/m/.record.json 2>/dev/null; \
+         do n=$((n+1)); [ $n -gt 3000 ] && exit 1; sleep 0.01; done; echo z > \"$DAGRUN_OUTPUT_O\"'\n    \
+         outputs: [o.txt]\nchecks:\n  - m.score >= 2\n",
+    );
+    let r = p.dagrun(&["run", "-j", "2", "-S", "m.v=1,3"]);
+    assert_eq!(r.code, 3, "point 1 fails its check: {}{}", r.stdout, r.stderr);
+    let point =
+        |k: &str| r.stdout.split(&format!("== point {k}")).nth(1).unwrap_or("").split("== point").next().unwrap();
+    assert!(point("1/2").contains("check FAILED m.score >= 2 (1.0000 vs 2.0000)"), "{}", r.stdout);
+    assert!(point("2/2").contains("check ok     m.score >= 2"), "{}", r.stdout);
+}

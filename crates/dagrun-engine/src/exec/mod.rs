@@ -16,6 +16,7 @@ use std::time::Instant;
 use crate::Error;
 use crate::pipeline::Pipeline;
 use crate::pipeline::checks::{Check, Operand};
+use crate::query::metrics::Metrics;
 use crate::store::content::InputIndex;
 use crate::store::{RunLog, Store};
 use freshness::State;
@@ -179,22 +180,24 @@ fn end_point(point: &scheduler::Point, store: &Store, log: &RunLog, out: &mut dy
     if failed > 0 {
         return Err(Error::StagesFailed { count: failed, bad_input: point.bad_input });
     }
-    run_checks(point.p, store, &point.needed, out)
+    // The point's own records: in a sweep, `latest/` may show another point's.
+    let metrics =
+        point.records().flat_map(|r| r.metrics.iter().map(|(k, v)| (format!("{}.{k}", r.stage), *v))).collect();
+    run_checks(point.p, &metrics, &point.needed, out)
 }
 
 /// Prints the checks whose metrics all come from stages this run covered; a check
 /// that fails, or names a metric its stage did not produce, fails the run (exit 3).
-fn run_checks(p: &Pipeline, store: &Store, needed: &[bool], out: &mut dyn Write) -> Result<(), Error> {
+fn run_checks(p: &Pipeline, metrics: &Metrics, needed: &[bool], out: &mut dyn Write) -> Result<(), Error> {
     let covered = |c: &Check| {
         [&c.lhs, &c.rhs].into_iter().all(|o| match o {
             Operand::Metric(m) => m.split_once('.').and_then(|(s, _)| p.index_of(s)).is_some_and(|i| needed[i]),
             Operand::Number(_) => true,
         })
     };
-    let metrics = crate::query::metrics::current(p, store);
     let mut failures = Vec::new();
     for c in p.checks.iter().filter(|c| covered(c)) {
-        match c.holds(&metrics) {
+        match c.holds(metrics) {
             Ok(()) => writeln!(out, "check ok     {c}"),
             Err(why) => {
                 let line = writeln!(out, "check FAILED {why}");
