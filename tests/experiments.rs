@@ -114,3 +114,21 @@ fn each_sweep_point_is_checked_on_its_own_metrics() {
     assert!(point("1/2").contains("check FAILED m.score >= 2 (1.0000 vs 2.0000)"), "{}", r.stdout);
     assert!(point("2/2").contains("check ok     m.score >= 2"), "{}", r.stdout);
 }
+
+/// A stage shared by the points of a sweep that fails runs once: the other points
+/// report the same failure, and what is below it is skipped in each.
+#[test]
+fn a_shared_stage_that_fails_runs_once_and_fails_every_point() {
+    let marks = tempfile::tempdir().unwrap();
+    let d = marks.path().display();
+    let p = Project::new(&format!(
+        "stages:\n  u:\n    kind: cmd\n    run: 'echo u >> {d}/u.log; echo broken >&2; exit 1'\n    outputs: [o.txt]\n  \
+         w:\n    kind: cmd\n    inputs: {{u: u.o}}\n    params: {{v: 1}}\n    run: 'echo $DAGRUN_PARAM_V > \"$DAGRUN_OUTPUT_O\"'\n    \
+         outputs: [o.txt]\n"
+    ));
+    let r = p.dagrun(&["run", "-j", "2", "-S", "w.v=1,2,3"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert_eq!(std::fs::read_to_string(marks.path().join("u.log")).unwrap(), "u\n", "u ran once");
+    assert_eq!(r.stages("failed"), ["u", "u", "u"], "{}", r.stdout);
+    assert_eq!(r.stages("skipped"), ["w", "w", "w"], "{}", r.stdout);
+}

@@ -144,6 +144,9 @@ pub(super) struct Executor<'a> {
     running: BTreeSet<String>,
     /// Keys computed by this invocation: a forced stage of a later point reuses them.
     computed: BTreeSet<String>,
+    /// Keys that failed in this invocation, with the error (and whether it was bad
+    /// input): another point needing one fails the same way instead of running it again.
+    failed: BTreeMap<String, (String, bool)>,
 }
 
 impl<'a> Executor<'a> {
@@ -156,6 +159,7 @@ impl<'a> Executor<'a> {
             points,
             running: BTreeSet::new(),
             computed: BTreeSet::new(),
+            failed: BTreeMap::new(),
         }
     }
 
@@ -190,7 +194,9 @@ impl<'a> Executor<'a> {
                         point.finish(done.index, (Outcome::Ran, Some(record), None))
                     }
                     Err(e) => {
-                        point.bad_input |= matches!(e, StageError::BadInput(_));
+                        let bad_input = matches!(e, StageError::BadInput(_));
+                        point.bad_input |= bad_input;
+                        self.failed.insert(done.key, (e.to_string(), bad_input));
                         point.finish(done.index, (Outcome::Failed, None, Some(e.to_string())))
                     }
                 }
@@ -248,6 +254,12 @@ impl<'a> Executor<'a> {
         if self.running.contains(&key) {
             // Another point is computing the same key: this one reuses it when it ends.
             return Ok(false);
+        }
+        if let Some((error, bad_input)) = self.failed.get(&key).cloned() {
+            let point = &mut self.points[k];
+            point.bad_input |= bad_input;
+            point.finish(i, (Outcome::Failed, None, Some(error)));
+            return Ok(true);
         }
         if let Some(record) = self.cached(k, i, &key) {
             self.store.point_latest(&record).map_err(Error::io(&self.store.latest()))?;
