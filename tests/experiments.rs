@@ -73,18 +73,30 @@ fn exp_without_runs_says_so() {
     assert!(r.stderr.contains("no run of pipeline.yaml in"), "{}", r.stderr);
 }
 
+/// A project of two `cmd` stages: `u` (which logs each run to `u.log` in the returned
+/// directory, then runs `u_run`) and `w` below it with param `v` (running `w_run`).
+/// `{d}` in either command is that directory.
+fn u_then_w(u_run: &str, w_run: &str) -> (Project, tempfile::TempDir) {
+    let marks = tempfile::tempdir().unwrap();
+    let d = marks.path().display().to_string();
+    let (u_run, w_run) = (u_run.replace("{d}", &d), w_run.replace("{d}", &d));
+    let p = Project::new(&format!(
+        "stages:\n  u:\n    kind: cmd\n    run: 'echo u >> {d}/u.log; {u_run}'\n    outputs: [o.txt]\n  \
+         w:\n    kind: cmd\n    inputs: {{u: u.o}}\n    params: {{v: 1}}\n    run: '{w_run}'\n    outputs: [o.txt]\n"
+    ));
+    (p, marks)
+}
+
 /// The points of a sweep run at the same time (as `-j` allows), and a stage they
 /// share runs once even so: here each point's `w` waits until the other's has started.
 #[test]
 fn sweep_points_run_in_parallel_and_share_their_upstream() {
-    let marks = tempfile::tempdir().unwrap();
-    let d = marks.path().display();
-    let p = Project::new(&format!(
-        "stages:\n  u:\n    kind: cmd\n    run: 'echo u >> {d}/u.log; echo u > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n  \
-         w:\n    kind: cmd\n    inputs: {{u: u.o}}\n    params: {{v: 1}}\n    run: 'v=$DAGRUN_PARAM_V; touch {d}/$v.started; n=0; \
+    let (p, marks) = u_then_w(
+        "echo u > \"$DAGRUN_OUTPUT_O\"",
+        "v=$DAGRUN_PARAM_V; touch {d}/$v.started; n=0; \
          while [ ! -e {d}/$((3-v)).started ]; do n=$((n+1)); [ $n -gt 3000 ] && exit 1; sleep 0.01; done; \
-         echo $v > \"$DAGRUN_OUTPUT_O\"'\n    outputs: [o.txt]\n"
-    ));
+         echo $v > \"$DAGRUN_OUTPUT_O\"",
+    );
     let r = p.dagrun(&["run", "-j", "2", "-S", "w.v=1,2"]);
     assert_eq!(r.code, 0, "each point's w saw the other start: {}{}", r.stdout, r.stderr);
     let mut ran = r.stages("ran");
@@ -119,13 +131,7 @@ fn each_sweep_point_is_checked_on_its_own_metrics() {
 /// report the same failure, and what is below it is skipped in each.
 #[test]
 fn a_shared_stage_that_fails_runs_once_and_fails_every_point() {
-    let marks = tempfile::tempdir().unwrap();
-    let d = marks.path().display();
-    let p = Project::new(&format!(
-        "stages:\n  u:\n    kind: cmd\n    run: 'echo u >> {d}/u.log; echo broken >&2; exit 1'\n    outputs: [o.txt]\n  \
-         w:\n    kind: cmd\n    inputs: {{u: u.o}}\n    params: {{v: 1}}\n    run: 'echo $DAGRUN_PARAM_V > \"$DAGRUN_OUTPUT_O\"'\n    \
-         outputs: [o.txt]\n"
-    ));
+    let (p, marks) = u_then_w("echo broken >&2; exit 1", "echo $DAGRUN_PARAM_V > \"$DAGRUN_OUTPUT_O\"");
     let r = p.dagrun(&["run", "-j", "2", "-S", "w.v=1,2,3"]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert_eq!(std::fs::read_to_string(marks.path().join("u.log")).unwrap(), "u\n", "u ran once");
