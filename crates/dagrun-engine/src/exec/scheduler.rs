@@ -43,6 +43,10 @@ pub(super) struct Point<'a> {
     /// The record each finished stage produced or reused.
     records: BTreeMap<String, Record>,
     dispatched: Vec<bool>,
+    /// Each stage's fingerprint and key, computed once its upstream has settled (they
+    /// cannot change after), so a stage waiting for a worker is not hashed again on
+    /// every pass.
+    keys: Vec<Option<(Fingerprint, String)>>,
     pub outcomes: Vec<Option<Outcome>>,
     pub entries: Vec<Option<RunEntry>>,
     /// A stage failed on bad input (exit 2 rather than 1).
@@ -68,6 +72,7 @@ impl<'a> Point<'a> {
             label,
             records: BTreeMap::new(),
             dispatched: vec![false; n],
+            keys: (0..n).map(|_| None).collect(),
             outcomes: vec![None; n],
             entries: vec![None; n],
             bad_input: false,
@@ -249,8 +254,15 @@ impl<'a> Executor<'a> {
         if !stage.upstream.iter().all(|&u| point.outcomes[u].is_some()) {
             return Ok(false);
         }
-        let fp = Fingerprint::of(stage, freshness::input_hashes(stage, &point.records, index)?);
-        let key = fp.key();
+        let key = match &point.keys[i] {
+            Some((_, key)) => key.clone(),
+            None => {
+                let fp = Fingerprint::of(stage, freshness::input_hashes(stage, &point.records, index)?);
+                let key = fp.key();
+                self.points[k].keys[i] = Some((fp, key.clone()));
+                key
+            }
+        };
         if self.running.contains(&key) {
             // Another point is computing the same key: this one reuses it when it ends.
             return Ok(false);
@@ -269,6 +281,8 @@ impl<'a> Executor<'a> {
         if self.running.len() >= self.jobs {
             return Ok(false);
         }
+        let (fp, key) =
+            self.points[k].keys[i].take().ok_or_else(|| Error::Internal(format!("stage `{}`: no key", stage.name)))?;
         self.start(scope, tx, (k, i), fp, key);
         Ok(true)
     }
