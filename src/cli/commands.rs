@@ -161,7 +161,8 @@ fn exp(
     (json, markdown): (bool, bool),
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let rows = query::exp::rows(&load(args, true)?, &store_for(cli, &args.pipeline), n, extra)?;
+    let (p, store) = (load(args, true)?, store_for(cli, &args.pipeline));
+    let rows = query::exp::rows(&p, &store, &query::exp::last_runs(&p, &store, n)?, extra);
     let text = if json {
         format!("{}\n", serde_json::to_string_pretty(&rows).unwrap_or_default())
     } else {

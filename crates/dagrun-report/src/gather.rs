@@ -44,7 +44,8 @@ pub struct Report {
 }
 
 pub fn gather(p: &Pipeline, store: &Store, index: &mut InputIndex, n: usize) -> Result<Report, Error> {
-    let runs = exp::rows(p, store, n, &[])?;
+    let logs = exp::last_runs(p, store, n)?;
+    let runs = exp::rows(p, store, &logs, &[]);
     let statuses = freshness::compute(p, store, index, &vec![false; p.stages.len()])?;
     let nodes = p
         .stages
@@ -65,10 +66,7 @@ pub fn gather(p: &Pipeline, store: &Store, index: &mut InputIndex, n: usize) -> 
             }
         })
         .collect();
-    let file = p.file.display().to_string();
-    let logs: Vec<_> = store.list_runs().into_iter().rev().filter(|r| r.pipeline == file).take(n).collect();
-    let mut report =
-        Report { pipeline: file, nodes, runs: runs.clone(), curves: BTreeMap::new(), at_k: BTreeMap::new() };
+    let (mut curves, mut at_k) = (BTreeMap::new(), BTreeMap::new());
     // Oldest first, so lines keep their colour as runs are added.
     let mut seen: Vec<String> = Vec::new();
     for (log, row) in logs.iter().zip(&runs).rev() {
@@ -79,11 +77,11 @@ pub fn gather(p: &Pipeline, store: &Store, index: &mut InputIndex, n: usize) -> 
             }
             seen.push(record.key.clone());
             let label = label(&entry.stage, row, shared(&logs, &entry.stage));
-            add_curves(&mut report.curves, store, &record, &label)?;
-            add_at_k(&mut report.at_k, &record, &label);
+            add_curves(&mut curves, store, &record, &label)?;
+            add_at_k(&mut at_k, &record, &label);
         }
     }
-    Ok(report)
+    Ok(Report { pipeline: p.file.display().to_string(), nodes, runs, curves, at_k })
 }
 
 /// True when every run listed used one record of `stage` (a baseline above the sweep).

@@ -18,7 +18,6 @@ td:first-child,th:first-child{text-align:left}.plots{display:flex;flex-wrap:wrap
 .key{display:inline-block;margin-right:14px}.key span{display:inline-block;width:18px;height:3px;margin-right:5px;vertical-align:middle}";
 
 pub fn html(r: &Report) -> Result<String, Error> {
-    let draw = |e: String| Error::Internal(format!("report: drawing failed: {e}"));
     let mut s = String::new();
     let _ = write!(
         s,
@@ -29,7 +28,7 @@ pub fn html(r: &Report) -> Result<String, Error> {
         r.runs.len()
     );
     s.push_str("<h2>Pipeline</h2>\n<div class=\"plots\">\n");
-    s.push_str(&plots::dag(&r.nodes).map_err(draw)?);
+    s.push_str(&plots::dag(&r.nodes).map_err(drawing_failed)?);
     stage_table(&mut s, r);
     s.push_str("</div>\n");
     if !r.curves.is_empty() {
@@ -52,9 +51,14 @@ pub fn html(r: &Report) -> Result<String, Error> {
     Ok(s)
 }
 
+/// plotters' error, as the engine's internal error: no input of ours makes it fail.
+fn drawing_failed(e: String) -> Error {
+    Error::Internal(format!("report: drawing failed: {e}"))
+}
+
 /// A chart with its legend under it: a coloured mark and the label of each series.
 fn figure(s: &mut String, svg: Result<String, String>, series: &[Series]) -> Result<(), Error> {
-    let svg = svg.map_err(|e| Error::Internal(format!("report: drawing failed: {e}")))?;
+    let svg = svg.map_err(drawing_failed)?;
     let _ = write!(s, "<figure>{svg}<figcaption>");
     for (i, line) in series.iter().enumerate() {
         let c = plots::color(i);

@@ -148,20 +148,12 @@ fn shorten(text: &str, chars: usize) -> String {
     text.chars().take(chars - 1).chain(['…']).collect()
 }
 
-/// Each stage's column: 0 for sources, else one more than its deepest upstream.
+/// Each stage's row: 0 for sources, else one more than its deepest upstream. A
+/// pipeline's stages come upstream-first, so one pass in order settles every depth.
 fn depths(nodes: &[Node]) -> Vec<usize> {
     let mut depth = vec![0usize; nodes.len()];
-    // A pipeline is acyclic (load refuses cycles), so this settles within n passes.
-    for _ in 0..nodes.len() {
-        let mut changed = false;
-        for (i, n) in nodes.iter().enumerate() {
-            let d = n.upstream.iter().map(|&u| depth[u] + 1).max().unwrap_or(0);
-            changed |= d != depth[i];
-            depth[i] = d;
-        }
-        if !changed {
-            break;
-        }
+    for (i, n) in nodes.iter().enumerate() {
+        depth[i] = n.upstream.iter().map(|&u| depth[u] + 1).max().unwrap_or(0);
     }
     depth
 }

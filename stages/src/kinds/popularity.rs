@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ranking::{self, Ranked, Unseen};
 use crate::schema::clicks::ITEM;
-use crate::schema::encoded::{ITEM_IDX, USER_IDX, check_indices, raw_ids, seen_items};
+use crate::schema::encoded::{ALSO_SEEN, ITEM_IDX, USER_IDX, check_indices, raw_ids, seen_items_of};
 use crate::table::{self, failed};
 use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
@@ -33,7 +33,7 @@ pub const SPEC: KindSpec = KindSpec {
     summary: "most-clicked training items for everyone: the baseline, with evaluate's metrics",
     inputs: &["train", "test", "vocab"],
     // As evaluate's: more clicks to leave out of the `_excl` rankings.
-    optional_inputs: &["also_seen"],
+    optional_inputs: &[ALSO_SEEN],
     outputs: &[RANKING, METRICS],
     fingerprint: crate::fingerprints::POPULARITY,
     params: params::check::<PopularityParams>,
@@ -61,7 +61,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     // Most clicks first; equal counts by item index, so the list is deterministic.
     let mut ranking: Vec<i32> = (1..=catalogue as i32).collect();
     ranking.sort_by(|a, b| counts[*b as usize].cmp(&counts[*a as usize]).then(a.cmp(b)));
-    let seen = seen_items(&std::iter::once(train_path).chain(ctx.optional_input("also_seen")).collect::<Vec<_>>())?;
+    let seen = seen_items_of(ctx, "train")?;
     let test = table::read(test_path)?;
     let users = table::column::<Int32Array>(&test, USER_IDX, test_path)?;
     let targets = table::column::<Int32Array>(&test, ITEM_IDX, test_path)?;

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use dagrun_kind::StageError;
+use dagrun_kind::{StageCtx, StageError};
 use datafusion::arrow::array::{Int32Array, StringArray};
 
 use crate::table;
@@ -82,9 +82,20 @@ pub fn vocab_rows(vocab: &Path, feature: &str) -> Result<usize, StageError> {
     Ok(f.iter().filter(|x| *x == Some(feature)).count() + 1)
 }
 
+/// The optional input of `evaluate` and `popularity` that adds clicks to leave out of
+/// the `_excl` rankings: the validation clicks, when test users are ranked.
+pub const ALSO_SEEN: &str = "also_seen";
+
+/// Each user's items in the click table of `ctx`'s input `input`, and in `ALSO_SEEN`'s
+/// when the pipeline gives it.
+pub fn seen_items_of(ctx: &StageCtx, input: &str) -> Result<Vec<Vec<i32>>, StageError> {
+    let paths: Vec<&Path> = std::iter::once(ctx.input(input)?).chain(ctx.optional_input(ALSO_SEEN)).collect();
+    seen_items(&paths)
+}
+
 /// Each user's items in the click tables at `paths` (training clicks, and the
 /// validation clicks when test is evaluated), sorted, indexed by user index.
-pub fn seen_items(paths: &[&Path]) -> Result<Vec<Vec<i32>>, StageError> {
+fn seen_items(paths: &[&Path]) -> Result<Vec<Vec<i32>>, StageError> {
     let mut seen: Vec<Vec<i32>> = Vec::new();
     for path in paths {
         let b = table::read(path)?;

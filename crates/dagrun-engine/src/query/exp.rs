@@ -11,7 +11,7 @@ use crate::Error;
 use crate::pipeline::Pipeline;
 use crate::pipeline::checks::Operand;
 use crate::query::metrics::metric_order;
-use crate::store::{Store, StoreError};
+use crate::store::{RunLog, Store, StoreError};
 
 /// One run, as `exp` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -27,13 +27,18 @@ pub struct ExpRow {
     pub metrics: BTreeMap<String, f64>,
 }
 
-/// The last `n` runs of `p`, newest first; `extra` adds metrics to the checks' ones.
-pub fn rows(p: &Pipeline, store: &Store, n: usize, extra: &[String]) -> Result<Vec<ExpRow>, Error> {
+/// The logs of the last `n` runs of `p`, newest first; an error when there is none.
+pub fn last_runs(p: &Pipeline, store: &Store, n: usize) -> Result<Vec<RunLog>, Error> {
     let file = p.file.display().to_string();
     let runs: Vec<_> = store.list_runs().into_iter().rev().filter(|r| r.pipeline == file).take(n).collect();
     if runs.is_empty() {
         return Err(StoreError::NotFound(format!("no run of {file} in {}; run it first", store.root.display())).into());
     }
+    Ok(runs)
+}
+
+/// One row per run of `runs`, in their order; `extra` adds metrics to the checks' ones.
+pub fn rows(p: &Pipeline, store: &Store, runs: &[RunLog], extra: &[String]) -> Vec<ExpRow> {
     let mut wanted: BTreeSet<String> = extra.iter().cloned().collect();
     for c in &p.checks {
         for o in [&c.lhs, &c.rhs] {
@@ -80,7 +85,7 @@ pub fn rows(p: &Pipeline, store: &Store, n: usize, extra: &[String]) -> Result<V
             r.params.remove(k);
         }
     }
-    Ok(all)
+    all
 }
 
 /// The header and the cells of the table of `rows`: run, the params, the metrics

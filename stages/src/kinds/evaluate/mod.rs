@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ranking::{self, Ranked, Unseen};
 use crate::schema::clicks::{ITEM, USER};
-use crate::schema::encoded::{ITEM_IDX, USER_IDX, seen_items};
+use crate::schema::encoded::{ALSO_SEEN, ITEM_IDX, USER_IDX, seen_items_of};
 use crate::schema::vectors::{Vectors, read_vectors};
 use crate::table::{self, TableWriter, failed};
 use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
@@ -63,7 +63,7 @@ pub const SPEC: KindSpec = KindSpec {
     inputs: &["users", "items", "seen"],
     // More clicks to leave out of the `_excl` rankings: the validation clicks, when
     // test users are evaluated.
-    optional_inputs: &["also_seen"],
+    optional_inputs: &[ALSO_SEEN],
     outputs: &[INDEX, TOPK, METRICS],
     fingerprint: crate::fingerprints::EVALUATE,
     params: params::check::<EvaluateParams>,
@@ -91,9 +91,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
             users.dim, items.dim
         )));
     }
-    let seen_paths: Vec<&std::path::Path> =
-        std::iter::once(ctx.input("seen")?).chain(ctx.optional_input("also_seen")).collect();
-    let seen = seen_items(&seen_paths)?;
+    let seen = seen_items_of(ctx, "seen")?;
     let no_seen = Vec::new();
     let seen_of = |r: usize| seen.get(users.idx[r] as usize).map_or(no_seen.as_slice(), Vec::as_slice);
     let n = items.idx.len();

@@ -143,28 +143,29 @@ pub fn read(data: &Path, p: &IngestParams) -> Result<Ingested, StageError> {
 fn read_text(data: &Path, layout: Layout, p: &IngestParams) -> Result<(ClickLog, UserTable), StageError> {
     match layout {
         Layout::Recbole => recbole(data, p),
-        Layout::Movielens100k => {
-            let dir = dir_of(data);
-            let log = plain_log(&dir.join("u.data"), "\t", [0, 1, 3])?;
-            let users = plain_users(
-                &dir.join("u.user"),
-                "|",
-                &[("age", 1), ("gender", 2), ("occupation", 3), ("zip_code", 4)],
-            )?;
-            Ok((log, users))
-        }
-        Layout::Movielens1m => {
-            let dir = dir_of(data);
-            let log = plain_log(&dir.join("ratings.dat"), "::", [0, 1, 3])?;
-            let users = plain_users(
-                &dir.join("users.dat"),
-                "::",
-                &[("gender", 1), ("age", 2), ("occupation", 3), ("zip_code", 4)],
-            )?;
-            Ok((log, users))
-        }
+        Layout::Movielens100k => movielens(
+            data,
+            [("u.data", "\t"), ("u.user", "|")],
+            &[("age", 1), ("gender", 2), ("occupation", 3), ("zip_code", 4)],
+        ),
+        Layout::Movielens1m => movielens(
+            data,
+            [("ratings.dat", "::"), ("users.dat", "::")],
+            &[("gender", 1), ("age", 2), ("occupation", 3), ("zip_code", 4)],
+        ),
         _ => Err(StageError::Failed(format!("{}: {layout:?} is not a RecBole or MovieLens layout", data.display()))),
     }
+}
+
+/// A GroupLens MovieLens folder: the ratings file (user, item, rating, timestamp)
+/// and the users file, each with its separator, and where each user feature sits.
+fn movielens(
+    data: &Path,
+    [(ratings, ratings_sep), (users, users_sep)]: [(&str, &'static str); 2],
+    features: &[(&str, usize)],
+) -> Result<(ClickLog, UserTable), StageError> {
+    let dir = dir_of(data);
+    Ok((plain_log(&dir.join(ratings), ratings_sep, [0, 1, 3])?, plain_users(&dir.join(users), users_sep, features)?))
 }
 
 fn dir_of(data: &Path) -> PathBuf {

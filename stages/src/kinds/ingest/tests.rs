@@ -52,6 +52,17 @@ fn movielens_1m_layout() {
     assert_eq!(got.features[0], ("gender".to_string(), vec!["F".to_string()]));
 }
 
+/// Params for a log whose columns are `uid`, `iid`, `ts` and the user feature `city`.
+fn uid_iid_ts_city() -> IngestParams {
+    IngestParams {
+        user: "uid".into(),
+        item: "iid".into(),
+        timestamp: "ts".into(),
+        user_features: vec!["city".into()],
+        ..Default::default()
+    }
+}
+
 /// Regression: fields were split on every separator and stripped of quotes, so a
 /// quoted field holding the separator was cut in two and the rest of the line shifted.
 #[test]
@@ -59,13 +70,7 @@ fn quoted_separators_doubled_quotes_and_crlf_keep_every_field_whole() {
     let d = tempfile::tempdir().unwrap();
     let body = "uid,iid,ts,city\r\n\"a,1\",x,5,\"paris, \"\"la ville\"\"\"\r\nb,\"y\ny\",6,rome\r\n";
     let f = write(d.path(), "log.csv", body);
-    let p = IngestParams {
-        user: "uid".into(),
-        item: "iid".into(),
-        timestamp: "ts".into(),
-        user_features: vec!["city".into()],
-        ..Default::default()
-    };
+    let p = uid_iid_ts_city();
     let got = read(&f, &p).unwrap();
     assert_eq!(text(&got.users), ["a,1", "b"]);
     assert_eq!(text(&got.items), ["x", "y\ny"], "a quoted line break stays in its field");
@@ -86,13 +91,7 @@ fn an_unclosed_quote_or_a_bad_number_names_the_line() {
 fn csv_with_mapping() {
     let d = tempfile::tempdir().unwrap();
     let f = write(d.path(), "log.csv", "uid,iid,ts,city\na,x,5,paris\nb,y,6,rome\na,z,7,oslo\n");
-    let p = IngestParams {
-        user: "uid".into(),
-        item: "iid".into(),
-        timestamp: "ts".into(),
-        user_features: vec!["city".into()],
-        ..Default::default()
-    };
+    let p = uid_iid_ts_city();
     let got = read(&f, &p).unwrap();
     assert_eq!(text(&got.items), ["x", "y", "z"]);
     assert_eq!(text(&got.user_ids), ["a", "b"]);
