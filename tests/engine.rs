@@ -270,7 +270,7 @@ fn wait_for(path: &std::path::Path) {
 }
 
 #[test]
-fn a_second_run_is_refused_while_one_holds_the_lock() {
+fn a_second_run_waits_for_the_key_the_first_computes_and_gc_waits_for_both() {
     // The first run's stage says it has started, then holds on until the test lets it go.
     let marks = tempfile::tempdir().unwrap();
     let (started, release) = (marks.path().join("started"), marks.path().join("release"));
@@ -281,19 +281,18 @@ fn a_second_run_is_refused_while_one_holds_the_lock() {
     ));
     let mut first = p.command(&["run"]).stdout(std::process::Stdio::null()).spawn().unwrap();
     wait_for(&started);
-    let second = p.dagrun(&["run"]);
-    assert_eq!(second.code, 2, "{}", second.stderr);
-    assert!(second.stderr.contains("is locked by pid"), "{}", second.stderr);
-    assert!(second.stderr.contains("--wait"), "{}", second.stderr);
-    let status = p.dagrun(&["status"]);
-    assert_eq!(status.code, 0, "read-only commands take no lock");
-    let mut wait_cmd = p.command(&["run", "--wait"]);
-    let waiting = std::thread::spawn(move || common::ran(wait_cmd.output().unwrap()));
+    let gc = p.dagrun(&["gc"]);
+    assert_eq!(gc.code, 2, "gc takes the whole store: {}", gc.stderr);
+    assert!(gc.stderr.contains("is locked by pid") && gc.stderr.contains("`dagrun run`"), "{}", gc.stderr);
+    assert_eq!(p.dagrun(&["status"]).code, 0, "read-only commands take no lock");
+    // A second run proceeds, and waits for the key the first is computing.
+    let mut second = p.command(&["run"]);
+    let waiting = std::thread::spawn(move || common::ran(second.output().unwrap()));
     std::fs::write(&release, "").unwrap();
     assert!(first.wait().unwrap().success());
-    let waited = waiting.join().unwrap();
-    assert_eq!(waited.code, 0);
-    assert_eq!(waited.outcome("slow").as_deref(), Some("cached"));
+    let second = waiting.join().unwrap();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(second.outcome("slow").as_deref(), Some("cached"), "{}", second.stdout);
     assert_eq!(p.dagrun(&["verify"]).code, 0);
 }
 

@@ -2,33 +2,56 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use dagrun_engine::exec::freshness;
-use dagrun_engine::exec::{RunOptions, SweepPoint};
+use dagrun_engine::exec::{RemoteUse, RunOptions, SweepPoint};
 use dagrun_engine::pipeline::{self, Overrides, Pipeline};
 use dagrun_engine::query::dag::DagFormat;
 use dagrun_engine::query::sql::SqlFormat;
+use dagrun_engine::remote::Remote;
 use dagrun_engine::store::Store;
 use dagrun_engine::store::content::InputIndex;
 use dagrun_engine::{Error, query, store};
 
-use super::{Cli, Command, Format, PipelineArgs, SqlOut};
+use super::{Cli, Command, Format, NamedPipelineArgs, PipelineArgs, RemoteArgs, SqlOut};
 
 pub(super) fn dispatch(cli: &Cli) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
-        Command::Run { pipeline, targets, jobs, force, dry_run, wait, sweeps } => {
+        Command::Run { pipeline, targets, jobs, force, dry_run, wait, sweeps, remote, no_push, remote_required } => {
             let opts = RunOptions {
-                jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+                jobs: jobs.unwrap_or_else(default_jobs),
                 force: force.clone(),
                 targets: targets.clone(),
                 wait: *wait,
                 progress: std::io::stderr().is_terminal(),
                 overrides: Vec::new(),
+                remote: remote_use(remote, !*no_push, *remote_required)?,
+                pull_only: false,
             };
             run(cli, pipeline, sweeps, opts, *dry_run, &mut out)
         }
-        Command::Status { pipeline, json } => status(cli, pipeline, *json, &mut out),
+        Command::Push { pipeline, stages, remote } => {
+            let args = pipeline_args(pipeline);
+            let remote = required_remote(remote.remote.as_deref())?;
+            let p = load(&args, false)?;
+            dagrun_engine::exec::push(&p, &store_for(cli, &args.pipeline), &remote, stages, &mut out)
+        }
+        Command::Pull { pipeline, stages, remote } => {
+            let args = pipeline_args(pipeline);
+            let remote = required_remote(remote.remote.as_deref())?;
+            let opts = RunOptions {
+                jobs: default_jobs(),
+                targets: stages.clone(),
+                progress: std::io::stderr().is_terminal(),
+                remote: Some(RemoteUse { remote: Arc::new(remote), push: false, required: true }),
+                pull_only: true,
+                ..RunOptions::default()
+            };
+            run(cli, &args, &[], opts, false, &mut out)
+        }
+        Command::Status { pipeline, json, remote } => status(cli, pipeline, *json, remote.as_deref(), &mut out),
         Command::Dag { pipeline, format } => {
             let format = match format {
                 Format::Text => DagFormat::Text,
@@ -71,6 +94,32 @@ pub(super) fn dispatch(cli: &Cli) -> Result<(), Error> {
         }
         Command::Verify { pipeline } => verify(&store_for(cli, pipeline), &mut out),
     }
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// The remote a run uses, if one is named.
+fn remote_use(args: &RemoteArgs, push: bool, required: bool) -> Result<Option<RemoteUse>, Error> {
+    match &args.remote {
+        None if required => Err(Error::Usage("--remote-required needs --remote URL or DAGRUN_REMOTE".into())),
+        None => Ok(None),
+        Some(url) => Ok(Some(RemoteUse { remote: Arc::new(Remote::open(url)?), push, required })),
+    }
+}
+
+/// The remote of a command that needs one.
+fn required_remote(url: Option<&str>) -> Result<Remote, Error> {
+    let url = url.filter(|u| !u.is_empty()).map(str::to_string).or_else(|| std::env::var("DAGRUN_REMOTE").ok());
+    match url {
+        Some(url) => Ok(Remote::open(&url)?),
+        None => Err(Error::Usage("no remote: pass --remote URL or set DAGRUN_REMOTE".into())),
+    }
+}
+
+fn pipeline_args(named: &NamedPipelineArgs) -> PipelineArgs {
+    PipelineArgs { pipeline: named.pipeline.clone(), params: named.params.clone(), inputs: named.inputs.clone() }
 }
 
 fn store_for(cli: &Cli, pipeline_file: &Path) -> Store {
@@ -136,11 +185,22 @@ fn run(
     Ok(())
 }
 
-fn status(cli: &Cli, args: &PipelineArgs, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+/// `dagrun status`: local unless `--remote` is given, then each stage whose key is
+/// known also says whether the remote has it.
+fn status(cli: &Cli, args: &PipelineArgs, json: bool, remote: Option<&str>, out: &mut dyn Write) -> Result<(), Error> {
     let p = load(args, false)?;
     let store = store_for(cli, &args.pipeline);
     let mut index = InputIndex::load(store.input_index());
-    let statuses = freshness::compute(&p, &store, &mut index, &vec![false; p.stages.len()])?;
+    let mut statuses = freshness::compute(&p, &store, &mut index, &vec![false; p.stages.len()])?;
+    if let Some(url) = remote {
+        let remote = required_remote(Some(url))?;
+        for s in &mut statuses {
+            if let Some(key) = &s.key {
+                let has = remote.has_record(key)?;
+                s.reasons.push(if has { "on the remote" } else { "not on the remote" }.to_string());
+            }
+        }
+    }
     if json {
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&statuses).unwrap_or_default());
         return Ok(());

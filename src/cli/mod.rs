@@ -31,6 +31,29 @@ pub(crate) struct PipelineArgs {
     pub inputs: Vec<String>,
 }
 
+/// Where the shared cache is.
+#[derive(clap::Args)]
+pub(crate) struct RemoteArgs {
+    /// A shared store: s3://bucket/prefix, gs://…, az://container/prefix or file:///path;
+    /// credentials come from the AWS_* / GOOGLE_* / AZURE_* variables
+    #[arg(long, value_name = "URL", env = "DAGRUN_REMOTE", hide_env_values = true)]
+    pub remote: Option<String>,
+}
+
+/// The pipeline of `push` and `pull`, whose stage names are the positional arguments.
+#[derive(clap::Args)]
+pub(crate) struct NamedPipelineArgs {
+    /// The pipeline file
+    #[arg(long, default_value = "pipeline.yaml")]
+    pub pipeline: PathBuf,
+    /// Override a param: -P stage.param=value (typed as in YAML)
+    #[arg(short = 'P', value_name = "STAGE.PARAM=VALUE")]
+    pub params: Vec<String>,
+    /// Override an input path: -I stage.input=PATH
+    #[arg(short = 'I', value_name = "STAGE.INPUT=PATH")]
+    pub inputs: Vec<String>,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Run what is stale (all stages, or the targets and what they need)
@@ -56,6 +79,30 @@ pub(crate) enum Command {
         /// each point is a run of its own, sharing every stage whose key is the same
         #[arg(short = 'S', value_name = "STAGE.PARAM=V1,V2,…")]
         sweeps: Vec<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// With a remote: look stages up there, but upload nothing
+        #[arg(long)]
+        no_push: bool,
+        /// With a remote: stop with exit 2 when it cannot be used, instead of going on locally
+        #[arg(long)]
+        remote_required: bool,
+    },
+    /// Upload the current records of these stages (default: all) and their objects to the remote
+    Push {
+        #[command(flatten)]
+        pipeline: NamedPipelineArgs,
+        stages: Vec<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Download these stages (default: all) and what they need from the remote; computes nothing
+    Pull {
+        #[command(flatten)]
+        pipeline: NamedPipelineArgs,
+        stages: Vec<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Show every stage: fresh, stale (and why) or new
     Status {
@@ -64,6 +111,9 @@ pub(crate) enum Command {
         /// Print a JSON array
         #[arg(long)]
         json: bool,
+        /// Also say which stages the remote has (this URL, or DAGRUN_REMOTE's)
+        #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+        remote: Option<String>,
     },
     /// Print the graph
     Dag {

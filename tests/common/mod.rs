@@ -73,7 +73,7 @@ impl Project {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dagrun"));
-        c.args(args).current_dir(self.path()).env_remove("DAGRUN_STORE");
+        c.args(args).current_dir(self.path()).env_remove("DAGRUN_STORE").env_remove("DAGRUN_REMOTE");
         c
     }
 

@@ -6,17 +6,19 @@
 //! it a [`Catalog`] of built-in kinds. Layers point down: `exec` and `query` use
 //! `store`, `cache` and `pipeline`; `store` uses `cache` (a record holds its
 //! fingerprint); `cache` uses `pipeline`; `pipeline` uses nothing of the engine but
-//! this file.
+//! this file. `remote` mirrors the store in an object store; `exec` uses it.
 
 pub mod cache;
 pub mod exec;
 pub mod pipeline;
 pub mod query;
+pub mod remote;
 pub mod store;
 
 use std::path::Path;
 
 pub use pipeline::{Catalog, PipelineError};
+pub use remote::RemoteError;
 pub use store::StoreError;
 
 /// Everything a dagrun command can fail with. User mistakes carry exit code 2,
@@ -27,6 +29,9 @@ pub enum Error {
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A remote that cannot be used where it is required.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
     /// A wrong argument on the command line that is not about the pipeline.
     #[error("{0}")]
     Usage(String),
@@ -49,7 +54,7 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Pipeline(_) | Error::Store(_) | Error::Usage(_) => 2,
+            Error::Pipeline(_) | Error::Store(_) | Error::Remote(_) | Error::Usage(_) => 2,
             Error::StagesFailed { bad_input: true, .. } => 2,
             Error::StagesFailed { .. } | Error::Corrupt(_) | Error::Io { .. } | Error::Internal(_) => 1,
             Error::ChecksFailed(_) => 3,

@@ -43,6 +43,9 @@ pub struct StageStatus {
     /// The record that makes the stage fresh.
     #[serde(skip)]
     pub record: Option<Record>,
+    /// Its cache key now, when its inputs are known (every upstream stage fresh).
+    #[serde(skip)]
+    pub key: Option<String>,
 }
 
 /// The upstream stages of `stage` that have no record in `upstream_records`, once each.
@@ -100,8 +103,10 @@ pub fn compute(
         let last = store.latest_record(&stage.name);
         let last_duration_s = last.as_ref().map(|r| r.duration_s);
         let missing = missing_upstream(stage, &fresh);
+        let mut key = None;
         let (state, reasons, record) = if missing.is_empty() {
             let fp = Fingerprint::of(stage, input_hashes(stage, &fresh, index)?);
+            key = Some(fp.key());
             judge(store, stage, &fp, last.as_ref(), forced[i])
         } else {
             let mut reasons: Vec<String> = missing
@@ -121,7 +126,7 @@ pub fn compute(
         if let Some(r) = &record {
             fresh.insert(stage.name.clone(), r.clone());
         }
-        out.push(StageStatus { stage: stage.name.clone(), state, reasons, last_duration_s, record });
+        out.push(StageStatus { stage: stage.name.clone(), state, reasons, last_duration_s, record, key });
     }
     Ok(out)
 }

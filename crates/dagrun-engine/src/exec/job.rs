@@ -1,5 +1,7 @@
-//! One stage execution on a worker thread: the kind runs in its own `tmp/` directory,
-//! its outputs move into `objects/` by content hash, and its record is committed last.
+//! One stage execution on a worker thread: under the lock of its key, it reuses a
+//! record another run committed meanwhile, or pulls the key from the remote, or runs
+//! the kind in its own `tmp/` directory, moves the outputs into `objects/` by content
+//! hash, commits the record last, and pushes it.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -9,9 +11,11 @@ use std::time::Instant;
 use dagrun_kind::{Progress, Report, StageCtx, StageError};
 use indicatif::ProgressBar;
 
-use super::freshness;
+use super::{RemoteUse, freshness};
 use crate::cache::Fingerprint;
 use crate::pipeline::{Kind, Stage};
+use crate::remote::{Published, RemoteError};
+use crate::store::lock::KeyLock;
 use crate::store::{Record, Store};
 
 /// One stage execution, moved onto a worker thread.
@@ -22,6 +26,27 @@ pub(super) struct Job<'a> {
     pub inputs: BTreeMap<String, PathBuf>,
     pub fp: Fingerprint,
     pub key: String,
+    /// Computed even when a record of the key exists (`--force`).
+    pub forced: bool,
+    pub remote: Option<&'a RemoteUse>,
+    /// `dagrun pull`: take the key from the remote or leave it, never compute it.
+    pub pull_only: bool,
+}
+
+/// How a job settled its key.
+pub(super) enum Settled {
+    Ran(Record),
+    Pulled(Record),
+    /// Another run committed the key while this one waited for its lock.
+    Reused(Record),
+    /// `dagrun pull`, and the remote has no record of the key.
+    Missing,
+}
+
+/// A job's result and the warnings to print above its line.
+pub(super) struct JobEnd {
+    pub settled: Result<Settled, StageError>,
+    pub warnings: Vec<String>,
 }
 
 struct BarProgress<'b>(&'b ProgressBar);
@@ -39,8 +64,81 @@ impl Progress for BarProgress<'_> {
 }
 
 impl Job<'_> {
+    pub fn execute(self, bar: &ProgressBar) -> JobEnd {
+        let mut warnings = Vec::new();
+        let settled = self.settle(bar, &mut warnings);
+        JobEnd { settled, warnings }
+    }
+
+    fn settle(&self, bar: &ProgressBar, warnings: &mut Vec<String>) -> Result<Settled, StageError> {
+        let _lock = KeyLock::acquire(self.store, &self.key)?;
+        if !self.forced
+            && let Some(mut record) = self.store.read_record(&self.key).filter(|r| self.store.has_outputs(r))
+        {
+            record.stage = self.stage.name.clone();
+            return Ok(Settled::Reused(record));
+        }
+        let remote = self.remote.filter(|r| r.remote.usable());
+        if let Some(ru) = remote.filter(|_| !self.forced) {
+            match self.pull(ru) {
+                Ok(Some(record)) => return Ok(Settled::Pulled(record)),
+                Ok(None) => {}
+                Err(e) => self.remote_trouble(ru, e, warnings)?,
+            }
+        }
+        if self.pull_only {
+            return Ok(Settled::Missing);
+        }
+        let record = self.compute(bar)?;
+        if let Some(ru) = remote.filter(|ru| ru.push && ru.remote.usable()) {
+            match ru.remote.publish(&record, self.store) {
+                Ok(Published::Differs(outputs)) => warnings.push(format!(
+                    "{} has another record of this key, whose {} differ: stage {} is not deterministic; the remote keeps the first",
+                    ru.remote.url(),
+                    outputs.join(", "),
+                    self.stage.name
+                )),
+                Ok(Published::New | Published::Same) => {}
+                Err(e) => self.remote_trouble(ru, e, warnings)?,
+            }
+        }
+        Ok(Settled::Ran(record))
+    }
+
+    /// The remote's record of the key, its objects downloaded and checked, committed locally.
+    fn pull(&self, ru: &RemoteUse) -> Result<Option<Record>, RemoteError> {
+        let Some(mut record) = ru.remote.record(&self.key)? else {
+            return Ok(None);
+        };
+        ru.remote.fetch(&record, self.store)?;
+        record.stage = self.stage.name.clone();
+        self.store.commit(&record).map_err(|e| RemoteError::Failed {
+            url: ru.remote.url().to_string(),
+            op: format!("storing the record of {}", self.stage.name),
+            message: e.to_string(),
+        })?;
+        Ok(Some(record))
+    }
+
+    /// A remote that failed: a warning and the run goes on locally, or (with
+    /// `--remote-required`) the stage fails as bad input (exit 2). A corrupt object
+    /// is never fatal: the stage is computed instead.
+    fn remote_trouble(&self, ru: &RemoteUse, e: RemoteError, warnings: &mut Vec<String>) -> Result<(), StageError> {
+        match e {
+            RemoteError::Corrupt { .. } => {
+                warnings.push(format!("{e}; computing {} instead", self.stage.name));
+                Ok(())
+            }
+            _ if ru.required => Err(StageError::BadInput(e.to_string())),
+            _ => {
+                warnings.push(format!("{e}; going on without the remote (--remote-required stops instead)"));
+                Ok(())
+            }
+        }
+    }
+
     /// Runs the stage in its own tmp directory, stores its outputs, commits its record.
-    pub fn execute(self, bar: &ProgressBar) -> Result<Record, StageError> {
+    fn compute(&self, bar: &ProgressBar) -> Result<Record, StageError> {
         let started = Instant::now();
         let started_unix = crate::now_secs();
         let tmp = self.store.tmp().join(format!("{}-{}", self.stage.name, &self.key[..16]));
@@ -68,7 +166,7 @@ impl Job<'_> {
         let record = Record {
             key: self.key.clone(),
             stage: self.stage.name.clone(),
-            fingerprint: self.fp,
+            fingerprint: self.fp.clone(),
             sources: freshness::sources_of(self.stage),
             outputs,
             metrics: report.metrics,

@@ -11,13 +11,16 @@ mod job;
 mod scheduler;
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::Error;
 use crate::pipeline::Pipeline;
 use crate::pipeline::checks::{Check, Operand};
 use crate::query::metrics::Metrics;
+use crate::remote::{Published, Remote};
 use crate::store::content::InputIndex;
+use crate::store::lock::Hold;
 use crate::store::{RunLog, Store};
 use freshness::State;
 use scheduler::Executor;
@@ -37,12 +40,27 @@ pub struct RunOptions {
     pub progress: bool,
     /// The `-P` overrides, recorded in the run log.
     pub overrides: Vec<String>,
+    /// Where stale stages are looked up before they are computed, and pushed after.
+    pub remote: Option<RemoteUse>,
+    /// `dagrun pull`: stages come from the remote or not at all.
+    pub pull_only: bool,
+}
+
+/// A remote and how a run uses it.
+#[derive(Debug, Clone)]
+pub struct RemoteUse {
+    pub remote: Arc<Remote>,
+    /// Upload what this run computes (`--no-push` turns it off).
+    pub push: bool,
+    /// A remote that fails stops the run with exit 2 instead of a warning.
+    pub required: bool,
 }
 
 /// How each stage of a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Ran,
+    Pulled,
     Cached,
     Failed,
     Skipped,
@@ -52,6 +70,7 @@ impl Outcome {
     pub fn word(self) -> &'static str {
         match self {
             Outcome::Ran => "ran",
+            Outcome::Pulled => "pulled",
             Outcome::Cached => "cached",
             Outcome::Failed => "failed",
             Outcome::Skipped => "skipped",
@@ -115,9 +134,7 @@ pub fn run_sweep(
         let label = sweep.then(|| format!("{}/{}", k + 1, points.len()));
         selected.push(scheduler::Point::new(k, point.pipeline, selection(point.pipeline, opts)?, label));
     }
-    let _lock = crate::store::lock::acquire(&store.root, "run", opts.wait)?;
-    // Anything in tmp/ is left over from a killed run: never a result, safe to drop.
-    let _ = std::fs::remove_dir_all(store.tmp());
+    let _lock = crate::store::lock::acquire(&store.root, "run", Hold::Shared, opts.wait)?;
     let started = Instant::now();
     let started_unix = crate::now_secs();
     // Ids are taken now, in point order, so that `exp` lists a sweep's points in order.
@@ -140,7 +157,8 @@ pub fn run_sweep(
             duration_s: started.elapsed().as_secs_f64(),
             stages: point.entries.iter().flatten().cloned().collect(),
         };
-        let result = end_point(point, store, &log, out);
+        publish_run(opts, point, &log, out);
+        let result = end_point(point, store, (&log, opts.pull_only), out);
         logs[k] = Some(log);
         if let Err(e) = result {
             first_error.get_or_insert(e);
@@ -161,24 +179,53 @@ pub fn run_sweep(
     }
 }
 
-/// Writes a point's run log, prints its summary line and runs its checks.
-fn end_point(point: &scheduler::Point, store: &Store, log: &RunLog, out: &mut dyn Write) -> Result<(), Error> {
-    store.write_run(log).map_err(Error::io(&store.runs()))?;
+/// Uploads the run log of a point that computed or pulled something, so the remote
+/// holds the runs as the local store does (a no-op run makes no request).
+fn publish_run(opts: &RunOptions, point: &scheduler::Point, log: &RunLog, out: &mut dyn Write) {
+    let Some(ru) = opts.remote.as_ref().filter(|ru| ru.push && !opts.pull_only && ru.remote.usable()) else {
+        return;
+    };
+    if !point.outcomes.iter().any(|o| matches!(o, Some(Outcome::Ran | Outcome::Pulled))) {
+        return;
+    }
+    if let Err(e) = ru.remote.publish_run(log) {
+        let _ = writeln!(out, "warning: {e}");
+    }
+}
+
+/// Writes a point's run log, prints its summary line and runs its checks. A pull is
+/// no run: it writes no log and checks nothing (what it did not find has no metrics).
+fn end_point(
+    point: &scheduler::Point,
+    store: &Store,
+    (log, pull_only): (&RunLog, bool),
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    if !pull_only {
+        store.write_run(log).map_err(Error::io(&store.runs()))?;
+    }
     let count = |o: Outcome| point.outcomes.iter().filter(|x| **x == Some(o)).count();
+    let pulled = match count(Outcome::Pulled) {
+        0 => String::new(),
+        n => format!(" {n} pulled,"),
+    };
+    let run = if pull_only { String::new() } else { format!(" (run {})", log.id) };
     let _ = writeln!(
         out,
-        "{} stage(s): {} ran, {} cached, {} failed, {} skipped in {:.2}s (run {})",
+        "{} stage(s): {} ran,{pulled} {} cached, {} failed, {} skipped in {:.2}s{run}",
         point.outcomes.iter().flatten().count(),
         count(Outcome::Ran),
         count(Outcome::Cached),
         count(Outcome::Failed),
         count(Outcome::Skipped),
         log.duration_s,
-        log.id
     );
     let failed = count(Outcome::Failed);
     if failed > 0 {
         return Err(Error::StagesFailed { count: failed, bad_input: point.bad_input });
+    }
+    if pull_only {
+        return Ok(());
     }
     // The point's own records: in a sweep, `latest/` may show another point's.
     let metrics =
@@ -218,6 +265,35 @@ fn run_id(point: Option<usize>) -> String {
         Some(k) => format!("{ms:013}-{}-{:03}", std::process::id(), k + 1),
         None => format!("{ms:013}-{}", std::process::id()),
     }
+}
+
+/// `dagrun push`: uploads the current record of each selected stage (objects first),
+/// one line per stage; a stage that is not fresh has nothing to push.
+pub fn push(
+    p: &Pipeline,
+    store: &Store,
+    remote: &Remote,
+    targets: &[String],
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let (needed, forced) = selection(p, &RunOptions { targets: targets.to_vec(), ..RunOptions::default() })?;
+    let mut index = InputIndex::load(store.input_index());
+    let statuses = freshness::compute(p, store, &mut index, &forced)?;
+    for st in statuses.iter().zip(&needed).filter(|(_, n)| **n).map(|(st, _)| st) {
+        let (word, detail) = match &st.record {
+            None => ("skipped", format!("{}: run it first", st.state)),
+            Some(r) => match remote.publish(r, store)? {
+                Published::New => ("pushed", String::new()),
+                Published::Same => ("present", String::new()),
+                Published::Differs(outputs) => {
+                    ("differs", format!("the remote's record of this key has other {}", outputs.join(", ")))
+                }
+            },
+        };
+        let line = format!("{word:<8} {:<20} {detail}", st.stage);
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    Ok(())
 }
 
 /// Prints what `run` would do and why; runs nothing, takes no lock.

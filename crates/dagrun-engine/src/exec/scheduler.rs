@@ -15,8 +15,8 @@ use std::time::Duration;
 use dagrun_kind::StageError;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::job::Job;
-use super::{Outcome, RunOptions, freshness};
+use super::job::{Job, JobEnd, Settled};
+use super::{Outcome, RemoteUse, RunOptions, freshness};
 use crate::Error;
 use crate::cache::Fingerprint;
 use crate::pipeline::{Pipeline, Source, Stage};
@@ -28,7 +28,7 @@ struct Done {
     point: usize,
     index: usize,
     key: String,
-    result: Result<Record, StageError>,
+    end: JobEnd,
 }
 
 /// One pipeline of the run (a sweep has one per point) and how far it has got.
@@ -152,10 +152,14 @@ pub(super) struct Executor<'a> {
     /// Keys that failed in this invocation, with the error (and whether it was bad
     /// input): another point needing one fails the same way instead of running it again.
     failed: BTreeMap<String, (String, bool)>,
+    remote: Option<&'a RemoteUse>,
+    pull_only: bool,
+    /// `--remote-required`: the remote answered once, before the first job started.
+    remote_checked: bool,
 }
 
 impl<'a> Executor<'a> {
-    pub fn new(store: &'a Store, opts: &RunOptions, points: Vec<Point<'a>>) -> Self {
+    pub fn new(store: &'a Store, opts: &'a RunOptions, points: Vec<Point<'a>>) -> Self {
         let target = if opts.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         Executor {
             store,
@@ -165,6 +169,9 @@ impl<'a> Executor<'a> {
             running: BTreeSet::new(),
             computed: BTreeSet::new(),
             failed: BTreeMap::new(),
+            remote: opts.remote.as_ref(),
+            pull_only: opts.pull_only,
+            remote_checked: false,
         }
     }
 
@@ -193,10 +200,19 @@ impl<'a> Executor<'a> {
                 let done = rx.recv().map_err(|_| Error::Internal("a stage worker ended without a report".into()))?;
                 self.running.remove(&done.key);
                 let point = &mut self.points[done.point];
-                match done.result {
-                    Ok(record) => {
+                for w in &done.end.warnings {
+                    let _ = writeln!(point.lines, "warning: {w}");
+                }
+                match done.end.settled {
+                    Ok(Settled::Ran(record)) => {
                         self.computed.insert(done.key);
                         point.finish(done.index, (Outcome::Ran, Some(record), None))
+                    }
+                    Ok(Settled::Pulled(record)) => point.finish(done.index, (Outcome::Pulled, Some(record), None)),
+                    Ok(Settled::Reused(record)) => point.finish(done.index, (Outcome::Cached, Some(record), None)),
+                    Ok(Settled::Missing) => {
+                        let why = "not on the remote".to_string();
+                        point.finish(done.index, (Outcome::Skipped, None, Some(why)))
                     }
                     Err(e) => {
                         let bad_input = matches!(e, StageError::BadInput(_));
@@ -281,10 +297,25 @@ impl<'a> Executor<'a> {
         if self.running.len() >= self.jobs {
             return Ok(false);
         }
+        self.check_remote()?;
         let (fp, key) =
             self.points[k].keys[i].take().ok_or_else(|| Error::Internal(format!("stage `{}`: no key", stage.name)))?;
         self.start(scope, tx, (k, i), fp, key);
         Ok(true)
+    }
+
+    /// With `--remote-required`, one request before the first job starts: a remote
+    /// that cannot be used stops the run before anything runs (exit 2). A run with
+    /// nothing to compute makes no request.
+    fn check_remote(&mut self) -> Result<(), Error> {
+        match self.remote {
+            Some(ru) if ru.required && !self.remote_checked => {
+                ru.remote.check()?;
+                self.remote_checked = true;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The stored record of `key` for stage `i` of point `k`, unless the stage is
@@ -314,7 +345,17 @@ impl<'a> Executor<'a> {
         let point = &self.points[k];
         let stage = &point.p.stages[i];
         let inputs = point.input_paths(stage, store);
-        let job = Job { stage, store, workdir: point.p.dir().to_path_buf(), inputs, fp, key: key.clone() };
+        let job = Job {
+            stage,
+            store,
+            workdir: point.p.dir().to_path_buf(),
+            inputs,
+            fp,
+            key: key.clone(),
+            forced: point.forced[i],
+            remote: self.remote,
+            pull_only: self.pull_only,
+        };
         let prefix = match &point.label {
             Some(l) => format!("{l} {}", stage.name),
             None => stage.name.clone(),
@@ -324,9 +365,9 @@ impl<'a> Executor<'a> {
         self.points[k].dispatched[i] = true;
         self.running.insert(key.clone());
         scope.spawn(move || {
-            let result = job.execute(&bar);
+            let end = job.execute(&bar);
             bar.finish_and_clear();
-            let _ = tx.send(Done { point: k, index: i, key, result });
+            let _ = tx.send(Done { point: k, index: i, key, end });
         });
     }
 

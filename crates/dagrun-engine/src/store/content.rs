@@ -61,7 +61,9 @@ impl InputIndex {
         InputIndex { file: Some(file), entries, changed: false }
     }
 
-    /// Writes the index back if it learned anything (atomically: temp file, then rename).
+    /// Writes the index back if it learned anything (atomically: temp file, then
+    /// rename). Runs on one store save at the same time, so the file is re-read under
+    /// a short lock and this run's stamps are laid over it: none of the others' is lost.
     pub fn save(&self) -> io::Result<()> {
         let Some(file) = &self.file else {
             return Ok(());
@@ -69,7 +71,13 @@ impl InputIndex {
         if !self.changed {
             return Ok(());
         }
-        super::write_atomic(file, &serde_json::to_vec(&self.entries)?)
+        let dir = file.parent().expect("the index has a directory");
+        fs::create_dir_all(dir)?;
+        let lock = fs::OpenOptions::new().write(true).create(true).truncate(false).open(dir.join("inputs.lock"))?;
+        lock.lock()?;
+        let mut merged = InputIndex::load(file.clone()).entries;
+        merged.extend(self.entries.iter().map(|(k, v)| (k.clone(), v.clone())));
+        super::write_atomic(file, &serde_json::to_vec(&merged)?)
     }
 
     /// The content hash of a file, or of a directory: the relative path and hash of

@@ -18,7 +18,8 @@ pub struct GcReport {
 /// Keeps the records of the last `keep_runs` runs and the newest record of every
 /// stage in `latest/`, and every object they name; removes the rest.
 pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> Result<GcReport, Error> {
-    let _lock = if dry_run { None } else { Some(super::lock::acquire(&store.root, "gc", false)?) };
+    let _lock =
+        if dry_run { None } else { Some(super::lock::acquire(&store.root, "gc", super::lock::Hold::Whole, false)?) };
     let runs = store.list_runs();
     let mut keep_keys: BTreeSet<String> =
         runs.iter().rev().take(keep_runs).flat_map(|r| r.stages.iter().filter_map(|e| e.key.clone())).collect();
@@ -55,7 +56,9 @@ pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> Result<GcReport, Er
         }
     }
     if !dry_run {
+        // No run holds the store now: nothing is in progress, no key is being computed.
         let _ = fs::remove_dir_all(store.tmp());
+        let _ = fs::remove_dir_all(store.locks());
     }
     Ok(report)
 }

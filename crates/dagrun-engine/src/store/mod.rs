@@ -6,8 +6,9 @@
 //! follows the record. A record therefore never points at a missing or partial object.
 //!
 //! `atomic` writes files whole, `content` hashes files and directories (with the
-//! stamp index of external inputs), `lock` is the run lock, `gc` and `verify` the
-//! commands that take the whole store.
+//! stamp index of external inputs), `lock` the store lock (shared by runs, whole
+//! for `gc` and `verify`) and the lock of each key being computed, `gc` and `verify`
+//! the commands that take the whole store.
 
 mod atomic;
 pub mod content;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use atomic::tmp_path;
 pub use atomic::write_atomic;
 
 use crate::cache::Fingerprint;
@@ -120,6 +122,10 @@ impl Store {
     pub fn quarantine(&self) -> PathBuf {
         self.root.join("quarantine")
     }
+    /// One lock file per cache key being computed (see `lock::KeyLock`).
+    pub fn locks(&self) -> PathBuf {
+        self.root.join("locks")
+    }
     pub fn input_index(&self) -> PathBuf {
         self.root.join("cache").join("inputs.json")
     }
@@ -159,16 +165,20 @@ impl Store {
     pub fn put_object(&self, file: &Path, ext: &str) -> io::Result<StoredOutput> {
         let hash = content::hash_file(file)?;
         let bytes = fs::metadata(file)?.len();
-        let dest = self.object_path(&hash, ext);
+        self.adopt_object(file, &hash, ext)?;
+        Ok(StoredOutput { hash, ext: ext.to_string(), bytes, rows: None })
+    }
+
+    /// Moves `file`, whose content hash the caller has checked to be `hash`, into `objects/`.
+    pub fn adopt_object(&self, file: &Path, hash: &str, ext: &str) -> io::Result<()> {
+        let dest = self.object_path(hash, ext);
         if dest.is_file() {
             // Write-once: identical content is already there.
-            fs::remove_file(file)?;
-        } else {
-            fs::create_dir_all(dest.parent().expect("object paths have a parent"))?;
-            fs::File::open(file)?.sync_all()?;
-            fs::rename(file, &dest)?;
+            return fs::remove_file(file);
         }
-        Ok(StoredOutput { hash, ext: ext.to_string(), bytes, rows: None })
+        fs::create_dir_all(dest.parent().expect("object paths have a parent"))?;
+        fs::File::open(file)?.sync_all()?;
+        fs::rename(file, &dest)
     }
 
     /// Writes the record (the commit point of an execution), then points `latest/` at it.

@@ -16,7 +16,7 @@ pub struct Corrupt {
 
 /// Checks every object; returns the corrupt ones (already quarantined).
 pub fn verify(store: &Store) -> Result<(usize, Vec<Corrupt>), Error> {
-    let _lock = super::lock::acquire(&store.root, "verify", false)?;
+    let _lock = super::lock::acquire(&store.root, "verify", super::lock::Hold::Whole, false)?;
     let objects = store.list_objects();
     let mut corrupt = Vec::new();
     for (path, hash, ext) in &objects {
