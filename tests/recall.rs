@@ -93,6 +93,27 @@ fn movielens_100k_figures() {
 }
 
 #[test]
+#[ignore = "needs ../shared/data/ml-100k (.ci/run includes it when the data is there)"]
+fn movielens_100k_the_device_path_learns_like_the_host_path() {
+    let data = common::movielens();
+    let p = Project::shipped("examples/movielens-100k.yaml");
+    let input = format!("clicks.data={}", data.display());
+    // Validation HR@50, so the comparison chooses nothing on the test set.
+    let hr = |path: &str, seed: u32| {
+        let (seed, path) = (format!("train.seed={seed}"), format!("train.path={path}"));
+        let r = p.dagrun(&["run", "--target", "evaluate_valid", "-I", &input, "-P", &seed, "-P", &path]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        p.record("evaluate_valid")["metrics"]["hr@50"].as_f64().unwrap()
+    };
+    let host: Vec<f64> = (0..3).map(|seed| hr("host", seed)).collect();
+    let device = hr("device", 0);
+    assert!(p.record("train")["notes"].to_string().contains("device path"));
+    let (lo, hi) = host.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    // Within the host path's spread over three seeds, give or take 0.01 (9 users of 943).
+    assert!(device >= lo - 0.01 && device <= hi + 0.01, "device {device} against host {host:?}");
+}
+
+#[test]
 fn bad_param_of_a_builtin_kind_names_the_place() {
     let p = Project::new("stages:\n  clicks:\n    kind: synth\n    params:\n      users: 10\n      clicks: lots\n");
     let r = p.dagrun(&["status"]);

@@ -6,7 +6,9 @@
 //! row. So the item and user-feature tables stay plain `Vec<f32>`s: a batch's rows
 //! are gathered and pooled by hand, candle runs the tower and the loss on small leaf
 //! tensors, and the gradients of those leaves are scattered back into a lazy
-//! (row-sparse) Adam update of just the rows the batch touched.
+//! (row-sparse) Adam update of just the rows the batch touched. That is the host
+//! path, the fastest on a CPU; on a GPU it would leave the device idle, so `device`
+//! holds a second path with everything on the device.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +25,7 @@ use crate::schema::examples::Examples;
 use crate::table::{self, failed};
 use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
+mod device;
 mod sampler;
 mod sparse;
 #[cfg(test)]
@@ -50,6 +53,18 @@ pub enum Sampler {
     Frequency,
     /// Zipf over items ranked by popularity (TensorFlow's log-uniform sampler).
     LogUniform,
+}
+
+/// Where a step's work happens (see `device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainPath {
+    /// The device path on a GPU, the host path on the CPU.
+    Auto,
+    /// Tables on the host, row-sparse Adam; candle runs the tower (fastest on a CPU).
+    Host,
+    /// Everything on the device, examples uploaded once, dense Adam.
+    Device,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +100,7 @@ pub struct TrainParams {
     pub seed: u64,
     /// `cpu`, `cuda`, `cuda:N` or `auto`.
     pub device: String,
+    pub path: TrainPath,
 }
 
 impl Default for TrainParams {
@@ -107,6 +123,7 @@ impl Default for TrainParams {
             epochs: 5,
             seed: 0,
             device: "cpu".into(),
+            path: TrainPath::Auto,
         }
     }
 }
@@ -154,6 +171,9 @@ impl Params for TrainParams {
         params::ensure(self.loss == Loss::InBatch || self.num_sampled >= 1, "num_sampled", || {
             "must be at least 1 unless loss is in_batch".into()
         })?;
+        params::ensure(!(self.path == TrainPath::Device && self.loss == Loss::Mixed), "path", || {
+            "device: loss mixed runs on the host path only; use sampled_softmax or in_batch, or path host".into()
+        })?;
         crate::model::DeviceName::parse(&self.device).map(|_| ()).map_err(|m| params::ParamError::at("device", m))
     }
 }
@@ -186,36 +206,17 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
         dense: users.dense_names.clone(),
         age_max,
     };
-    let mut trainer = Trainer::new(&p, config, &examples, device)?;
-    let mut log = Vec::new();
-    let mut order: Vec<u32> = (0..examples.len() as u32).collect();
-    let steps_per_epoch = examples.len().div_ceil(p.batch_size);
-    let total_steps = steps_per_epoch * p.epochs;
-    ctx.progress.set_length(total_steps as u64);
-    let mut shuffle = Rng::fork(p.seed, 0x5eed);
-    for epoch in 0..p.epochs {
-        let started = Instant::now();
-        for i in (1..order.len()).rev() {
-            order.swap(i, shuffle.below(i as u64 + 1) as usize);
-        }
-        let mut loss_sum = 0.0;
-        for (s, batch) in order.chunks(p.batch_size).enumerate() {
-            let progress = (epoch * steps_per_epoch + s) as f64 / total_steps as f64;
-            let lr = p.lr * (1.0 - (1.0 - p.lr_end) * progress);
-            loss_sum += trainer.step(&examples, &users, batch, lr)?;
-            if s % 16 == 0 {
-                ctx.progress.set_position((epoch * steps_per_epoch + s) as u64);
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
-        let loss = loss_sum / steps_per_epoch as f64;
-        if !loss.is_finite() {
-            return Err(StageError::Failed(format!("youtube_dnn: the loss diverged in epoch {epoch}; lower lr")));
-        }
-        ctx.progress.set_message(&format!("epoch {} loss {loss:.4}", epoch + 1));
-        log.push((epoch as i64 + 1, ((epoch + 1) * steps_per_epoch) as i64, loss, secs, examples.len() as f64 / secs));
-    }
-    let model = trainer.into_model()?;
+    let on_device = match p.path {
+        TrainPath::Host => false,
+        TrainPath::Device => true,
+        TrainPath::Auto => device.is_cuda() && p.loss != Loss::Mixed,
+    };
+    let trainer = Trainer::new(&p, config, &examples, device)?;
+    let (model, log) = if on_device {
+        device::train(trainer, &examples, &users, ctx.progress)?
+    } else {
+        host_epochs(trainer, &examples, &users, ctx.progress)?
+    };
     model.save(&ctx.output(&MODEL))?;
     std::fs::write(ctx.output(&CONFIG), serde_json::to_vec_pretty(&model.config).map_err(failed)?)?;
     let rows = table::write(
@@ -237,7 +238,64 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
     report.metrics.insert("train_seconds".into(), secs);
     report.metrics.insert("samples_per_s".into(), (examples.len() * p.epochs) as f64 / secs);
     report.notes.extend(note);
+    if on_device {
+        report.notes.push("device path".into());
+    }
     Ok(report)
+}
+
+/// One epoch's line of the training log: epoch, steps so far, mean loss, seconds, samples/s.
+type LogRow = (i64, i64, f64, f64, f64);
+
+/// The order of an epoch: the previous one shuffled (Fisher–Yates) by `rng`.
+fn shuffle(order: &mut [u32], rng: &mut Rng) {
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+}
+
+/// The learning rate of step `s` of `epoch`: linear from `lr` to `lr * lr_end`.
+fn lr_at(p: &TrainParams, epoch: usize, s: usize, steps_per_epoch: usize) -> f64 {
+    let progress = (epoch * steps_per_epoch + s) as f64 / (steps_per_epoch * p.epochs) as f64;
+    p.lr * (1.0 - (1.0 - p.lr_end) * progress)
+}
+
+/// An epoch's log line; a loss that is not finite stops the run.
+fn epoch_row(epoch: usize, steps_per_epoch: usize, loss: f64, secs: f64, n: usize) -> Result<LogRow, StageError> {
+    if !loss.is_finite() {
+        return Err(StageError::Failed(format!("youtube_dnn: the loss diverged in epoch {epoch}; lower lr")));
+    }
+    Ok((epoch as i64 + 1, ((epoch + 1) * steps_per_epoch) as i64, loss, secs, n as f64 / secs))
+}
+
+/// The epochs of the host path.
+fn host_epochs(
+    mut trainer: Trainer,
+    examples: &Examples,
+    users: &Users,
+    progress: &dyn dagrun_kind::Progress,
+) -> Result<(Model, Vec<LogRow>), StageError> {
+    let p = trainer.p.clone();
+    let mut log = Vec::new();
+    let mut order: Vec<u32> = (0..examples.len() as u32).collect();
+    let steps_per_epoch = examples.len().div_ceil(p.batch_size);
+    progress.set_length((steps_per_epoch * p.epochs) as u64);
+    let mut rng = Rng::fork(p.seed, 0x5eed);
+    for epoch in 0..p.epochs {
+        let started = Instant::now();
+        shuffle(&mut order, &mut rng);
+        let mut loss_sum = 0.0;
+        for (s, batch) in order.chunks(p.batch_size).enumerate() {
+            loss_sum += trainer.step(examples, users, batch, lr_at(&p, epoch, s, steps_per_epoch))?;
+            if s % 16 == 0 {
+                progress.set_position((epoch * steps_per_epoch + s) as u64);
+            }
+        }
+        let loss = loss_sum / steps_per_epoch as f64;
+        log.push(epoch_row(epoch, steps_per_epoch, loss, started.elapsed().as_secs_f64(), examples.len())?);
+        progress.set_message(&format!("epoch {} loss {loss:.4}", epoch + 1));
+    }
+    Ok((trainer.into_model()?, log))
 }
 
 struct Trainer {

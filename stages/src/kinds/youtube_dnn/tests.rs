@@ -46,6 +46,21 @@ fn pooling_is_the_mean_of_the_history() {
 
 /// A trainer over 6 items of dimension 4, no user features.
 fn tiny(loss: Loss, sampler: Sampler) -> (Trainer, Examples, Users) {
+    tiny_with(loss, sampler, Users { codes: vec![], features: vec![], dense: vec![], dense_names: vec![] })
+}
+
+/// `tiny` with one user feature (3 codes) and one dense column.
+fn tiny_with_features(loss: Loss) -> (Trainer, Examples, Users) {
+    let users = Users {
+        codes: vec![vec![0, 2, 1]],
+        features: vec![crate::model::Feature { name: "city".into(), vocab: 3 }],
+        dense: vec![vec![0.0, 0.25, 1.0]],
+        dense_names: vec!["score".into()],
+    };
+    tiny_with(loss, Sampler::Uniform, users)
+}
+
+fn tiny_with(loss: Loss, sampler: Sampler, users: Users) -> (Trainer, Examples, Users) {
     let ex = Examples {
         user: vec![1, 1, 2],
         item: vec![2, 3, 3],
@@ -53,14 +68,13 @@ fn tiny(loss: Loss, sampler: Sampler) -> (Trainer, Examples, Users) {
         hist: vec![1, 2, 1, 4, 5],
         age: vec![1.0, 0.5, 0.0],
     };
-    let users = Users { codes: vec![], features: vec![], dense: vec![], dense_names: vec![] };
     let config = ModelConfig {
         emb_dim: 4,
         hidden_units: vec![5, 4],
         temperature: 0.5,
         items: 6,
-        features: vec![],
-        dense: vec![],
+        features: users.features.clone(),
+        dense: users.dense_names.clone(),
         age_max: 1.0,
     };
     let p = TrainParams { emb_dim: 4, loss, sampler, distortion: 1.0, temperature: 0.5, seed: 3, ..Default::default() };
@@ -136,35 +150,14 @@ fn sampled_softmax_matches_a_hand_computation() {
 fn sparse_gradient_matches_candles_dense_one() {
     for loss in [Loss::SampledSoftmax, Loss::InBatch, Loss::Mixed] {
         let (mut tr, ex, users) = tiny(loss, Sampler::Uniform);
-        let dev = Device::Cpu;
-        let (d, w) = (4, tr.config.input_dim());
-        let targets: Vec<i32> = ex.item.clone();
-        let sampled = vec![5, 1];
-        let t_slots: Vec<u32> = targets.iter().map(|&t| tr.item_grad.slot_of(t as usize) as u32).collect();
-        let s_slots: Vec<u32> = if loss == Loss::InBatch {
-            vec![]
-        } else {
-            sampled.iter().map(|&s| tr.item_grad.slot_of(s as usize) as u32).collect()
-        };
-        let sampled = if loss == Loss::InBatch { vec![] } else { sampled };
-        let cand_rows = tr.item_grad.rows.clone();
-
+        let (dev, d) = (Device::Cpu, 4);
+        let sampled = if loss == Loss::InBatch { vec![] } else { vec![5, 1] };
         // Sparse: leaves x and the candidate rows, gradients scattered by hand.
-        let x = Var::from_tensor(&Tensor::from_vec(inputs(&tr, &ex, &users), (3, w), &dev).unwrap()).unwrap();
-        let cand: Vec<f32> = cand_rows.iter().flat_map(|&r| tr.items.row(r as usize).to_vec()).collect();
-        let cand_v = Var::from_tensor(&Tensor::from_vec(cand, (cand_rows.len(), d), &dev).unwrap()).unwrap();
-        let g = tr
-            .loss(x.as_tensor(), cand_v.as_tensor(), &targets, &sampled, &t_slots, &s_slots)
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g_x = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let g_c = g.get(&cand_v).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let mut sparse = SparseGrad::new(6, d);
-        for &r in &cand_rows {
-            sparse.slot_of(r as usize);
-        }
-        scatter_item_grads(&mut sparse, &g_c, &g_x, w, (0..3).map(|i| ex.hist_of(i)));
+        let (_, sparse, _) = host_gradients(&mut tr, &ex, &users, &sampled);
+        let targets: Vec<i32> = ex.item.clone();
+        let t_slots: Vec<u32> = targets.iter().map(|&t| tr.item_grad.slot_of(t as usize) as u32).collect();
+        let s_slots: Vec<u32> = sampled.iter().map(|&s| tr.item_grad.slot_of(s as usize) as u32).collect();
+        let cand_rows = tr.item_grad.rows.clone();
 
         // Dense: the whole table is a variable; lookups and pooling in candle.
         let table = Var::from_tensor(&tr.items.to_tensor(&dev).unwrap()).unwrap();
@@ -215,4 +208,91 @@ fn training_lowers_the_loss_and_is_seeded() {
     assert_eq!(ta, tb, "same seed, same table");
     assert_eq!(a, b);
     assert!(a[55..].iter().sum::<f64>() < a[..5].iter().sum::<f64>(), "{a:?}");
+}
+
+/// The host path's loss on examples 0..3 against `sampled`, and its gradients: the
+/// item rows scattered as `step` does, and each feature's whole table.
+fn host_gradients(tr: &mut Trainer, ex: &Examples, users: &Users, sampled: &[i32]) -> (f32, SparseGrad, Vec<Vec<f32>>) {
+    let dev = Device::Cpu;
+    let (d, w) = (4, tr.config.input_dim());
+    let targets: Vec<i32> = ex.item.clone();
+    let t_slots: Vec<u32> = targets.iter().map(|&t| tr.item_grad.slot_of(t as usize) as u32).collect();
+    let s_slots: Vec<u32> = sampled.iter().map(|&s| tr.item_grad.slot_of(s as usize) as u32).collect();
+    let cand_rows = tr.item_grad.rows.clone();
+    let x = Var::from_tensor(&Tensor::from_vec(inputs(tr, ex, users), (3, w), &dev).unwrap()).unwrap();
+    let cand: Vec<f32> = cand_rows.iter().flat_map(|&r| tr.items.row(r as usize).to_vec()).collect();
+    let cand_v = Var::from_tensor(&Tensor::from_vec(cand, (cand_rows.len(), d), &dev).unwrap()).unwrap();
+    let loss = tr.loss(x.as_tensor(), cand_v.as_tensor(), &targets, sampled, &t_slots, &s_slots).unwrap();
+    let g = loss.backward().unwrap();
+    let g_x = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let g_c = g.get(&cand_v).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut sparse = SparseGrad::new(6, d);
+    for &r in &cand_rows {
+        sparse.slot_of(r as usize);
+    }
+    scatter_item_grads(&mut sparse, &g_c, &g_x, w, (0..3).map(|i| ex.hist_of(i)));
+    let features = (0..tr.features.len())
+        .map(|k| {
+            let mut table = vec![0f32; tr.features[k].rows * d];
+            for i in 0..3 {
+                let code = users.code(k, ex.user[i], tr.features[k].rows);
+                for c in 0..d {
+                    table[code * d + c] += g_x[i * w + d * (1 + k) + c];
+                }
+            }
+            table
+        })
+        .collect();
+    (loss.to_scalar::<f32>().unwrap(), sparse, features)
+}
+
+#[test]
+fn the_device_path_has_the_host_paths_loss_and_gradients() {
+    for (loss, with_features) in [(Loss::SampledSoftmax, false), (Loss::SampledSoftmax, true), (Loss::InBatch, true)] {
+        let (mut tr, ex, users) = if with_features { tiny_with_features(loss) } else { tiny(loss, Sampler::Uniform) };
+        let sampled: Vec<i32> = if loss == Loss::InBatch { vec![] } else { vec![5, 3, 1] };
+        let (host_loss, sparse, host_features) = host_gradients(&mut tr, &ex, &users, &sampled);
+        let mut host_items = vec![0f32; 6 * 4];
+        for (s, &row) in sparse.rows.iter().enumerate() {
+            host_items[row as usize * 4..(row as usize + 1) * 4].copy_from_slice(&sparse.grad[s * 4..(s + 1) * 4]);
+        }
+
+        let dev = Device::Cpu;
+        let data = device::Uploaded::new(&tr, &ex, &users).unwrap();
+        let dt = device::DeviceTrainer::from_host(&tr).unwrap();
+        let batch = Tensor::from_vec(vec![0u32, 1, 2], 3, &dev).unwrap();
+        let s: Vec<u32> = sampled.iter().map(|&s| s as u32).collect();
+        let s = Tensor::from_vec(s.clone(), s.len(), &dev).unwrap();
+        let l = dt.loss(&data, &batch, &s).unwrap();
+        close(l.to_scalar::<f32>().unwrap(), host_loss, 1e-5);
+        let g = l.backward().unwrap();
+        let items = g.get(&dt.items).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (a, b) in items.iter().zip(&host_items) {
+            close(*a, *b, 1e-4);
+        }
+        assert!(items[..4].iter().all(|v| *v == 0.0), "{loss:?}: the padding row gets no gradient");
+        for (k, host) in host_features.iter().enumerate() {
+            let dev_g = g.get(&dt.features[k]).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for (a, b) in dev_g.iter().zip(host) {
+                close(*a, *b, 1e-4);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_device_path_learns_and_is_seeded() {
+    let run = || {
+        let (tr, ex, users) = tiny_with_features(Loss::SampledSoftmax);
+        let mut p = tr.p.clone();
+        p.epochs = 40;
+        p.batch_size = 2;
+        p.lr = 0.05;
+        let tr = Trainer::new(&p, tr.config.clone(), &ex, Device::Cpu).unwrap();
+        device::train(tr, &ex, &users, &dagrun_kind::NoProgress).unwrap()
+    };
+    let ((model_a, log_a), (model_b, _)) = (run(), run());
+    assert_eq!(model_a.items.data, model_b.items.data, "same seed, same table");
+    let losses: Vec<f64> = log_a.iter().map(|l| l.2).collect();
+    assert!(losses[35..].iter().sum::<f64>() < losses[..5].iter().sum::<f64>(), "{losses:?}");
 }

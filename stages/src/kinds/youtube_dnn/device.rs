@@ -1,0 +1,260 @@
+//! The device path of the trainer: everything on one candle device, for GPUs.
+//!
+//! The host path (the parent module) gathers, pools and updates the tables on the
+//! CPU and hands candle only the tower; on a GPU that is ~17 synchronous copies and
+//! ~100 tiny launches a step. Here the tables are `Var`s on the device, the examples
+//! are uploaded once (histories padded to the longest, lengths, feature codes, the
+//! dense tail of each input, targets), each epoch uploads its order and its sampled
+//! negatives in one tensor each, and a step only slices them: gather, masked mean
+//! pooling, log-Q, the accidental-hit mask, the loss and Adam stay on the device. The
+//! loss is read back once an epoch.
+//!
+//! It is plain candle ops, so it runs (and is tested) on `Device::Cpu` too. Its Adam
+//! is candle's dense one over whole tables, where the host path's is lazy (row-sparse):
+//! the same gradients, a different optimiser, so models differ in their bytes.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+use std::time::Instant;
+
+use dagrun_kind::StageError;
+
+use super::{BETA1, BETA2, LogRow, Loss, TrainParams, Trainer, epoch_row, finite, lr_at, shuffle};
+use crate::model::{EmbeddingTable, Model, ModelConfig, Users};
+use crate::rng::Rng;
+use crate::schema::examples::Examples;
+
+type Result<T> = candle_core::Result<T>;
+
+/// The training examples as device tensors, uploaded once.
+pub(super) struct Uploaded {
+    /// [examples, longest history] item rows, padded with row 0.
+    hist: Tensor,
+    /// [examples] history lengths.
+    lens: Tensor,
+    /// Per user feature, [examples] rows of its table.
+    codes: Vec<Tensor>,
+    /// [examples, the input's non-embedding width]: age features and dense values.
+    tail: Tensor,
+    targets: Tensor,
+    /// [1, longest history] 0, 1, 2, …: with `lens`, the pooling mask.
+    positions: Tensor,
+}
+
+impl Uploaded {
+    pub(super) fn new(tr: &Trainer, ex: &Examples, users: &Users) -> Result<Uploaded> {
+        let dev = &tr.device;
+        let (n, d, width) = (ex.len(), tr.config.emb_dim, tr.config.input_dim());
+        let longest = (0..n).map(|i| ex.hist_of(i).len()).max().unwrap_or(0).max(1);
+        let mut hist = vec![0u32; n * longest];
+        let mut lens = Vec::with_capacity(n);
+        for i in 0..n {
+            let h = ex.hist_of(i);
+            for (slot, &item) in hist[i * longest..].iter_mut().zip(h) {
+                *slot = item as u32;
+            }
+            lens.push(h.len() as u32);
+        }
+        let k = tr.features.len();
+        let codes = (0..k)
+            .map(|f| {
+                let rows: Vec<u32> = ex.user.iter().map(|&u| users.code(f, u, tr.features[f].rows) as u32).collect();
+                Tensor::from_vec(rows, n, dev)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The tail is what `user_input` writes after the embeddings; take it from there.
+        let skip = d * (1 + k);
+        let mut tail = Vec::with_capacity(n * (width - skip));
+        let mut row = vec![0f32; width];
+        for i in 0..n {
+            crate::model::user_input(&tr.config, &tr.items, &tr.features, users, ex.user[i], &[], ex.age[i], &mut row);
+            tail.extend_from_slice(&row[skip..]);
+        }
+        let targets: Vec<u32> = ex.item.iter().map(|&t| t as u32).collect();
+        Ok(Uploaded {
+            hist: Tensor::from_vec(hist, (n, longest), dev)?,
+            lens: Tensor::from_vec(lens, n, dev)?,
+            codes,
+            tail: Tensor::from_vec(tail, (n, width - skip), dev)?,
+            targets: Tensor::from_vec(targets, n, dev)?,
+            positions: Tensor::arange(0u32, longest as u32, dev)?.unsqueeze(0)?,
+        })
+    }
+}
+
+/// The tables, the tower and Adam, all on the device.
+pub(super) struct DeviceTrainer {
+    p: TrainParams,
+    device: Device,
+    dim: usize,
+    pub(super) items: Var,
+    pub(super) features: Vec<Var>,
+    tower: Vec<(Var, Var)>,
+    /// ln Q of each item, -inf replaced by 0 as on the host, for sampled softmax;
+    /// ln of each item's share of targets for in-batch.
+    log_q: Tensor,
+    log_freq: Tensor,
+    opt: AdamW,
+}
+
+impl DeviceTrainer {
+    /// Takes the host trainer's starting tables and tower, so both paths start alike.
+    pub(super) fn from_host(tr: &Trainer) -> Result<DeviceTrainer> {
+        let dev = tr.device.clone();
+        let items = Var::from_tensor(&host_table(&tr.items, &dev)?)?;
+        let features =
+            tr.features.iter().map(|t| Var::from_tensor(&host_table(t, &dev)?)).collect::<Result<Vec<_>>>()?;
+        let mut vars = vec![items.clone()];
+        vars.extend(features.iter().cloned());
+        for (w, b) in &tr.tower {
+            vars.extend([w.clone(), b.clone()]);
+        }
+        let opt = AdamW::new(
+            vars,
+            ParamsAdamW {
+                lr: tr.p.lr,
+                beta1: f64::from(BETA1),
+                beta2: f64::from(BETA2),
+                eps: 1e-8,
+                weight_decay: if tr.p.optimizer == super::Optim::Adamw { tr.p.weight_decay } else { 0.0 },
+            },
+        )?;
+        let log_q = Tensor::from_vec(finite(tr.sampler.log_q.clone()), tr.sampler.log_q.len(), &dev)?;
+        let log_freq = Tensor::from_vec(tr.log_freq.clone(), tr.log_freq.len(), &dev)?;
+        Ok(DeviceTrainer {
+            p: tr.p.clone(),
+            device: dev,
+            dim: tr.config.emb_dim,
+            items,
+            features,
+            tower: tr.tower.clone(),
+            log_q,
+            log_freq,
+            opt,
+        })
+    }
+
+    /// The loss of the examples `batch` ([B] u32) against `sampled` ([S] u32, empty
+    /// for in-batch), as a scalar tensor still on the device.
+    pub(super) fn loss(&self, data: &Uploaded, batch: &Tensor, sampled: &Tensor) -> Result<Tensor> {
+        let u = crate::model::normalize(&crate::model::tower_forward(&self.layers(), &self.input(data, batch)?)?)?;
+        let targets = data.targets.index_select(batch, 0)?;
+        let b = targets.dim(0)?;
+        let vt = crate::model::normalize(&self.items.as_tensor().index_select(&targets, 0)?)?;
+        let inv_t = 1.0 / self.p.temperature;
+        let (logits, labels) = match self.p.loss {
+            Loss::SampledSoftmax => {
+                let s = sampled.dim(0)?;
+                let vs = crate::model::normalize(&self.items.as_tensor().index_select(sampled, 0)?)?;
+                let ln_s = f64::from((s as f32).ln());
+                let q_t = self.log_q.index_select(&targets, 0)?.affine(1.0, ln_s)?.unsqueeze(1)?;
+                let q_s = self.log_q.index_select(sampled, 0)?.affine(1.0, ln_s)?.unsqueeze(0)?;
+                let true_logit = (u.mul(&vt)?.sum_keepdim(1)?.affine(inv_t, 0.0)? - q_t)?;
+                let hits = targets.unsqueeze(1)?.broadcast_eq(&sampled.unsqueeze(0)?)?.to_dtype(DType::F32)?;
+                let samp = (u.matmul(&vs.t()?)?.affine(inv_t, 0.0)?.broadcast_sub(&q_s)? + hits.affine(-1e9, 0.0)?)?;
+                (Tensor::cat(&[&true_logit, &samp], 1)?, Tensor::zeros(b, DType::U32, &self.device)?)
+            }
+            Loss::InBatch => {
+                let q = self.log_freq.index_select(&targets, 0)?.unsqueeze(0)?;
+                // Duplicates of a row's target among the batch's other targets, not the row's own.
+                let same = targets.unsqueeze(1)?.broadcast_eq(&targets.unsqueeze(0)?)?.to_dtype(DType::F32)?;
+                let hits = (same - Tensor::eye(b, DType::F32, &self.device)?)?;
+                let inb = (u.matmul(&vt.t()?)?.affine(inv_t, 0.0)?.broadcast_sub(&q)? + hits.affine(-1e9, 0.0)?)?;
+                (inb, Tensor::arange(0u32, b as u32, &self.device)?)
+            }
+            Loss::Mixed => candle_core::bail!("loss mixed runs on the host path only (path: host)"),
+        };
+        candle_nn::loss::cross_entropy(&logits, &labels)
+    }
+
+    /// One step: the loss (left on the device) after Adam at `lr`.
+    pub(super) fn step(&mut self, data: &Uploaded, batch: &Tensor, sampled: &Tensor, lr: f64) -> Result<Tensor> {
+        let loss = self.loss(data, batch, sampled)?;
+        self.opt.set_learning_rate(lr);
+        self.opt.backward_step(&loss)?;
+        Ok(loss.detach())
+    }
+
+    /// Tower inputs of `batch`: the mean of each history's rows, the feature rows, the tail.
+    fn input(&self, data: &Uploaded, batch: &Tensor) -> Result<Tensor> {
+        let hist = data.hist.index_select(batch, 0)?;
+        let (b, longest) = hist.dims2()?;
+        let rows = self.items.as_tensor().index_select(&hist.flatten_all()?, 0)?.reshape((b, longest, self.dim))?;
+        let lens = data.lens.index_select(batch, 0)?;
+        let mask = data.positions.broadcast_lt(&lens.unsqueeze(1)?)?.to_dtype(DType::F32)?;
+        // An empty history pools to zeros, as on the host (its length counts as 1).
+        let inv_len = lens.to_dtype(DType::F32)?.clamp(1f32, f32::MAX)?.recip()?.unsqueeze(1)?;
+        let pooled = rows.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?.broadcast_mul(&inv_len)?;
+        let mut parts = vec![pooled];
+        for (table, codes) in self.features.iter().zip(&data.codes) {
+            parts.push(table.as_tensor().index_select(&codes.index_select(batch, 0)?, 0)?);
+        }
+        parts.push(data.tail.index_select(batch, 0)?);
+        Tensor::cat(&parts, 1)
+    }
+
+    fn layers(&self) -> Vec<(&Tensor, &Tensor)> {
+        self.tower.iter().map(|(w, b)| (w.as_tensor(), b.as_tensor())).collect()
+    }
+
+    /// The trained model, its tables brought back to the host.
+    pub(super) fn into_model(self, config: ModelConfig) -> std::result::Result<Model, StageError> {
+        let cpu = |v: &Var| v.as_tensor().to_device(&Device::Cpu).map_err(crate::table::failed);
+        let items = EmbeddingTable::from_tensor(&cpu(&self.items)?)?;
+        let features = self
+            .features
+            .iter()
+            .map(|v| EmbeddingTable::from_tensor(&cpu(v)?))
+            .collect::<std::result::Result<_, _>>()?;
+        let tower = self.tower.into_iter().map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone())).collect();
+        Ok(Model { config, items, features, tower })
+    }
+}
+
+/// The epochs of the device path: the same orders and sampled negatives as the host
+/// path draws, each uploaded once an epoch; the loss is read back once an epoch.
+pub(super) fn train(
+    mut tr: Trainer,
+    ex: &Examples,
+    users: &Users,
+    progress: &dyn dagrun_kind::Progress,
+) -> std::result::Result<(Model, Vec<LogRow>), StageError> {
+    let f = |e: candle_core::Error| StageError::Failed(format!("youtube_dnn (device path): {e}"));
+    let data = Uploaded::new(&tr, ex, users).map_err(f)?;
+    let mut dt = DeviceTrainer::from_host(&tr).map_err(f)?;
+    let p = tr.p.clone();
+    let n = ex.len();
+    let steps_per_epoch = n.div_ceil(p.batch_size);
+    let per_step = if p.loss == Loss::SampledSoftmax { p.num_sampled } else { 0 };
+    progress.set_length((steps_per_epoch * p.epochs) as u64);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut rng = Rng::fork(p.seed, 0x5eed);
+    let mut log = Vec::new();
+    for epoch in 0..p.epochs {
+        let started = Instant::now();
+        shuffle(&mut order, &mut rng);
+        let sampled: Vec<u32> = (0..steps_per_epoch * per_step).map(|_| tr.sampler.draw(&mut tr.rng) as u32).collect();
+        let order_t = Tensor::from_slice(&order, n, &tr.device).map_err(f)?;
+        let sampled_t = Tensor::from_vec(sampled, steps_per_epoch * per_step, &tr.device).map_err(f)?;
+        let mut loss_sum = Tensor::zeros((), DType::F32, &tr.device).map_err(f)?;
+        for s in 0..steps_per_epoch {
+            let start = s * p.batch_size;
+            let batch = order_t.narrow(0, start, p.batch_size.min(n - start)).map_err(f)?;
+            let negatives = sampled_t.narrow(0, s * per_step, per_step).map_err(f)?;
+            let loss = dt.step(&data, &batch, &negatives, lr_at(&p, epoch, s, steps_per_epoch)).map_err(f)?;
+            loss_sum = (loss_sum + loss).map_err(f)?;
+            if s % 16 == 0 {
+                progress.set_position((epoch * steps_per_epoch + s) as u64);
+            }
+        }
+        let loss = f64::from(loss_sum.to_scalar::<f32>().map_err(f)?) / steps_per_epoch as f64;
+        log.push(epoch_row(epoch, steps_per_epoch, loss, started.elapsed().as_secs_f64(), n)?);
+        progress.set_message(&format!("epoch {} loss {loss:.4}", epoch + 1));
+    }
+    Ok((dt.into_model(tr.config)?, log))
+}
+
+fn host_table(t: &EmbeddingTable, dev: &Device) -> Result<Tensor> {
+    Tensor::from_slice(&t.data, (t.rows, t.dim), dev)
+}
