@@ -95,8 +95,18 @@ pub(super) struct DeviceTrainer {
     /// ln of each item's share of targets for in-batch.
     log_q: Tensor,
     log_freq: Tensor,
+    /// [1, items]: -1e9 on the padding row 0, which full softmax must never pick.
+    padding: Tensor,
+    /// Pool histories through a [batch, items] matrix (`A @ items`, whose backward is
+    /// a GEMM) instead of gathering rows (whose backward is candle's `index_add`,
+    /// serial over ids on CUDA): on a GPU, while that matrix stays small. On the CPU
+    /// gathering wins (MovieLens-100k, batch 256: 11 s against 32 s a run).
+    pub(super) pool_by_matrix: bool,
     opt: AdamW,
 }
+
+/// The most floats the pooling matrix may hold (256 MiB).
+const POOL_MATRIX_MAX: usize = 1 << 26;
 
 impl DeviceTrainer {
     /// Takes the host trainer's starting tables and tower, so both paths start alike.
@@ -122,7 +132,11 @@ impl DeviceTrainer {
         )?;
         let log_q = Tensor::from_vec(finite(tr.sampler.log_q.clone()), tr.sampler.log_q.len(), &dev)?;
         let log_freq = Tensor::from_vec(tr.log_freq.clone(), tr.log_freq.len(), &dev)?;
+        let n = tr.config.items;
+        let padding = Tensor::from_vec((0..n).map(|i| if i == 0 { -1e9f32 } else { 0.0 }).collect(), (1, n), &dev)?;
         Ok(DeviceTrainer {
+            padding,
+            pool_by_matrix: dev.is_cuda() && tr.p.batch_size.saturating_mul(n) <= POOL_MATRIX_MAX,
             p: tr.p.clone(),
             device: dev,
             dim: tr.config.emb_dim,
@@ -163,6 +177,11 @@ impl DeviceTrainer {
                 let inb = (u.matmul(&vt.t()?)?.affine(inv_t, 0.0)?.broadcast_sub(&q)? + hits.affine(-1e9, 0.0)?)?;
                 (inb, Tensor::arange(0u32, b as u32, &self.device)?)
             }
+            Loss::Full => {
+                let all = crate::model::normalize(self.items.as_tensor())?;
+                let logits = u.matmul(&all.t()?)?.affine(inv_t, 0.0)?.broadcast_add(&self.padding)?;
+                (logits, targets)
+            }
             Loss::Mixed => candle_core::bail!("loss mixed runs on the host path only (path: host)"),
         };
         candle_nn::loss::cross_entropy(&logits, &labels)
@@ -180,12 +199,19 @@ impl DeviceTrainer {
     fn input(&self, data: &Uploaded, batch: &Tensor) -> Result<Tensor> {
         let hist = data.hist.index_select(batch, 0)?;
         let (b, longest) = hist.dims2()?;
-        let rows = self.items.as_tensor().index_select(&hist.flatten_all()?, 0)?.reshape((b, longest, self.dim))?;
         let lens = data.lens.index_select(batch, 0)?;
         let mask = data.positions.broadcast_lt(&lens.unsqueeze(1)?)?.to_dtype(DType::F32)?;
         // An empty history pools to zeros, as on the host (its length counts as 1).
         let inv_len = lens.to_dtype(DType::F32)?.clamp(1f32, f32::MAX)?.recip()?.unsqueeze(1)?;
-        let pooled = rows.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?.broadcast_mul(&inv_len)?;
+        let weights = mask.broadcast_mul(&inv_len)?;
+        let pooled = if self.pool_by_matrix {
+            let n = self.items.dim(0)?;
+            let a = Tensor::zeros((b, n), DType::F32, &self.device)?.scatter_add(&hist, &weights, 1)?;
+            a.matmul(self.items.as_tensor())?
+        } else {
+            let rows = self.items.as_tensor().index_select(&hist.flatten_all()?, 0)?.reshape((b, longest, self.dim))?;
+            rows.broadcast_mul(&weights.unsqueeze(2)?)?.sum(1)?
+        };
         let mut parts = vec![pooled];
         for (table, codes) in self.features.iter().zip(&data.codes) {
             parts.push(table.as_tensor().index_select(&codes.index_select(batch, 0)?, 0)?);

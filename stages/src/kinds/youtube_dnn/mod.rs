@@ -43,6 +43,8 @@ pub enum Loss {
     InBatch,
     /// In-batch negatives plus `num_sampled` uniform ones.
     Mixed,
+    /// Softmax over the whole catalogue (device path only; for catalogues that fit).
+    Full,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +176,9 @@ impl Params for TrainParams {
         params::ensure(!(self.path == TrainPath::Device && self.loss == Loss::Mixed), "path", || {
             "device: loss mixed runs on the host path only; use sampled_softmax or in_batch, or path host".into()
         })?;
+        params::ensure(!(self.path == TrainPath::Host && self.loss == Loss::Full), "path", || {
+            "host: loss full runs on the device path only; use path device (or auto on a GPU)".into()
+        })?;
         crate::model::DeviceName::parse(&self.device).map(|_| ()).map_err(|m| params::ParamError::at("device", m))
     }
 }
@@ -209,7 +214,7 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
     let on_device = match p.path {
         TrainPath::Host => false,
         TrainPath::Device => true,
-        TrainPath::Auto => device.is_cuda() && p.loss != Loss::Mixed,
+        TrainPath::Auto => (device.is_cuda() && p.loss != Loss::Mixed) || p.loss == Loss::Full,
     };
     let trainer = Trainer::new(&p, config, &examples, device)?;
     let (model, log) = if on_device {
@@ -391,7 +396,7 @@ impl Trainer {
         // Candidates: the batch's targets, then the sampled negatives.
         let targets: Vec<i32> = batch.iter().map(|&i| ex.item[i as usize]).collect();
         let sampled: Vec<i32> = match self.p.loss {
-            Loss::InBatch => Vec::new(),
+            Loss::InBatch | Loss::Full => Vec::new(),
             Loss::SampledSoftmax => (0..self.p.num_sampled).map(|_| self.sampler.draw(&mut self.rng)).collect(),
             Loss::Mixed => (0..self.p.num_sampled).map(|_| self.uniform.draw(&mut self.rng)).collect(),
         };
@@ -480,6 +485,7 @@ impl Trainer {
                 let samp = (samp + hit_mask(targets, sampled, false, dev)?)?;
                 (Tensor::cat(&[&true_logit, &samp], 1)?, Tensor::zeros(b, DType::U32, dev)?)
             }
+            Loss::Full => candle_core::bail!("loss full runs on the device path only"),
             Loss::InBatch | Loss::Mixed => {
                 let q: Vec<f32> = targets.iter().map(|&t| self.log_freq[t as usize]).collect();
                 let inb = u.matmul(&vt.t()?)?.affine(inv_t, 0.0)?.broadcast_sub(&Tensor::from_vec(q, (1, b), dev)?)?;

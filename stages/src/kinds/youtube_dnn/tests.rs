@@ -259,10 +259,13 @@ fn the_device_path_has_the_host_paths_loss_and_gradients() {
 
         let dev = Device::Cpu;
         let data = device::Uploaded::new(&tr, &ex, &users).unwrap();
-        let dt = device::DeviceTrainer::from_host(&tr).unwrap();
+        let mut dt = device::DeviceTrainer::from_host(&tr).unwrap();
         let batch = Tensor::from_vec(vec![0u32, 1, 2], 3, &dev).unwrap();
         let s: Vec<u32> = sampled.iter().map(|&s| s as u32).collect();
         let s = Tensor::from_vec(s.clone(), s.len(), &dev).unwrap();
+        assert!(!dt.pool_by_matrix, "the CPU gathers");
+        // Both poolings: through the matrix without features, by gathering rows with them.
+        dt.pool_by_matrix = !with_features;
         let l = dt.loss(&data, &batch, &s).unwrap();
         close(l.to_scalar::<f32>().unwrap(), host_loss, 1e-5);
         let g = l.backward().unwrap();
@@ -278,6 +281,36 @@ fn the_device_path_has_the_host_paths_loss_and_gradients() {
             }
         }
     }
+}
+
+#[test]
+fn full_softmax_on_the_device_path_matches_a_hand_computation() {
+    let (tr, ex, users) = tiny_with_features(Loss::Full);
+    let dev = Device::Cpu;
+    let data = device::Uploaded::new(&tr, &ex, &users).unwrap();
+    let dt = device::DeviceTrainer::from_host(&tr).unwrap();
+    let batch = Tensor::from_vec(vec![0u32, 1, 2], 3, &dev).unwrap();
+    let loss = dt.loss(&data, &batch, &Tensor::zeros(0, DType::U32, &dev).unwrap()).unwrap();
+
+    let w = tr.config.input_dim();
+    let x = Tensor::from_vec(inputs(&tr, &ex, &users), (3, w), &dev).unwrap();
+    let layers: Vec<(&Tensor, &Tensor)> = tr.tower.iter().map(|(w, b)| (w.as_tensor(), b.as_tensor())).collect();
+    let u = normalize(&tower_forward(&layers, &x).unwrap()).unwrap().to_vec2::<f32>().unwrap();
+    let unit = |r: usize| {
+        let v = tr.items.row(r);
+        let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        v.iter().map(|a| a / n).collect::<Vec<f32>>()
+    };
+    let mut total = 0.0;
+    for (b, &t) in ex.item.iter().enumerate() {
+        // Every item but the padding row 0; temperature 0.5.
+        let logits: Vec<f32> =
+            (1..6).map(|r| unit(r).iter().zip(&u[b]).map(|(a, c)| a * c).sum::<f32>() / 0.5).collect();
+        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let lse = max + logits.iter().map(|z| (z - max).exp()).sum::<f32>().ln();
+        total += lse - logits[t as usize - 1];
+    }
+    close(loss.to_scalar::<f32>().unwrap(), total / 3.0, 1e-4);
 }
 
 #[test]
