@@ -516,3 +516,25 @@ fn two_machines_computing_the_same_keys_at_once_both_succeed() {
     assert_remote_consistent(&b.dir("race").unwrap());
     assert_eq!(one.record("evaluate")["outputs"], two.record("evaluate")["outputs"]);
 }
+
+#[test]
+fn a_remote_record_that_does_not_parse_or_names_another_key_is_not_used() {
+    let b = Backend::file();
+    let a = Project::shipped("pipeline.yaml");
+    assert_eq!(run(&a, &b, "r", &["--target", "split"]).code, 0);
+    let records = b.dir("r").unwrap().join("records");
+    let clicks = records.join(format!("{}.json", a.record("clicks")["key"].as_str().unwrap()));
+    let split = records.join(format!("{}.json", a.record("split")["key"].as_str().unwrap()));
+    std::fs::write(&clicks, "{ not json").unwrap();
+    // split's record now claims clicks' key.
+    let text = std::fs::read_to_string(&split).unwrap();
+    let (clicks_key, split_key) = (a.record("clicks")["key"].clone(), a.record("split")["key"].clone());
+    std::fs::write(&split, text.replace(split_key.as_str().unwrap(), clicks_key.as_str().unwrap())).unwrap();
+
+    let fresh = Project::shipped("pipeline.yaml");
+    let r = run(&fresh, &b, "r", &["--target", "split", "-j1", "--no-push"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stages("ran"), ["clicks", "split"], "{}", r.stdout);
+    assert_eq!(r.stdout.matches("no readable record").count(), 2, "{}", r.stdout);
+    assert_eq!(fresh.record("split")["outputs"], a.record("split")["outputs"]);
+}

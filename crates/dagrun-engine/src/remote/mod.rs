@@ -170,7 +170,11 @@ impl Remote {
         let rel = format!("records/{key}.json");
         let got = c.rt.block_on(async { c.store.get(&self.path(&rel)).await?.bytes().await });
         match got {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|_| self.corrupt_record(&rel)),
+            // A record filed under another key is as unusable as one that does not parse.
+            Ok(bytes) => match serde_json::from_slice::<Record>(&bytes) {
+                Ok(r) if r.key == key => Ok(Some(r)),
+                _ => Err(self.corrupt_record(&rel)),
+            },
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.fail(&format!("reading {rel}"), e)),
         }
