@@ -518,7 +518,7 @@ fn two_machines_computing_the_same_keys_at_once_both_succeed() {
 }
 
 #[test]
-fn a_remote_record_that_does_not_parse_or_names_another_key_is_not_used() {
+fn a_remote_record_that_does_not_parse_or_names_another_key_is_not_used_and_is_replaced() {
     let b = Backend::file();
     let a = Project::shipped("pipeline.yaml");
     assert_eq!(run(&a, &b, "r", &["--target", "split"]).code, 0);
@@ -532,9 +532,14 @@ fn a_remote_record_that_does_not_parse_or_names_another_key_is_not_used() {
     std::fs::write(&split, text.replace(split_key.as_str().unwrap(), clicks_key.as_str().unwrap())).unwrap();
 
     let fresh = Project::shipped("pipeline.yaml");
-    let r = run(&fresh, &b, "r", &["--target", "split", "-j1", "--no-push"]);
+    let r = run(&fresh, &b, "r", &["--target", "split", "-j1"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(r.stages("ran"), ["clicks", "split"], "{}", r.stdout);
     assert_eq!(r.stdout.matches("no readable record").count(), 2, "{}", r.stdout);
     assert_eq!(fresh.record("split")["outputs"], a.record("split")["outputs"]);
+    // Its push replaced the broken records: a third store pulls both.
+    let third = Project::shipped("pipeline.yaml");
+    let r = run(&third, &b, "r", &["--target", "split"]);
+    assert_eq!(r.stages("pulled"), ["clicks", "split"], "{}{}", r.stdout, r.stderr);
+    assert_remote_consistent(&b.dir("r").unwrap());
 }

@@ -223,7 +223,7 @@ impl Remote {
     }
 
     /// Uploads the objects of `record` the remote lacks, then the record, unless the
-    /// remote has that key already (the first writer wins).
+    /// remote has a usable record of that key already (the first writer wins).
     pub fn publish(&self, record: &Record, store: &Store) -> Result<Published, RemoteError> {
         let c = self.client()?;
         for out in record.outputs.values() {
@@ -248,7 +248,18 @@ impl Remote {
         match put {
             Ok(_) => Ok(Published::New),
             Err(object_store::Error::AlreadyExists { .. }) => {
-                let theirs = self.record(&record.key)?.ok_or_else(|| self.corrupt_record(&rel))?;
+                let theirs = match self.record(&record.key) {
+                    Ok(Some(theirs)) => theirs,
+                    // Unreadable, or filed under another key: no one can use it, so
+                    // this record replaces it (its objects are all up by now).
+                    Ok(None) | Err(RemoteError::Corrupt { .. }) => {
+                        let json = serde_json::to_vec_pretty(record).map_err(|e| self.fail("encoding", e))?;
+                        c.rt.block_on(c.store.put(&self.path(&rel), PutPayload::from(json)))
+                            .map_err(|e| self.fail(&format!("replacing {rel}"), e))?;
+                        return Ok(Published::New);
+                    }
+                    Err(e) => return Err(e),
+                };
                 let differ: Vec<String> = record
                     .outputs
                     .iter()
