@@ -106,8 +106,7 @@ pub fn compute(
         let mut key = None;
         let (state, reasons, record) = if missing.is_empty() {
             let fp = Fingerprint::of(stage, input_hashes(stage, &fresh, index)?);
-            key = Some(fp.key());
-            judge(store, stage, &fp, last.as_ref(), forced[i])
+            judge(store, stage, (&fp, key.insert(fp.key()).as_str()), last.as_ref(), forced[i])
         } else {
             let mut reasons: Vec<String> = missing
                 .iter()
@@ -136,14 +135,13 @@ pub fn compute(
 fn judge(
     store: &Store,
     stage: &Stage,
-    fp: &Fingerprint,
+    (fp, key): (&Fingerprint, &str),
     last: Option<&Record>,
     forced: bool,
 ) -> (State, Vec<String>, Option<Record>) {
-    let key = fp.key();
     let hit = match last {
         Some(r) if r.key == key => Some(r.clone()),
-        _ => store.read_record(&key),
+        _ => store.read_record(key),
     }
     .filter(|r| store.has_outputs(r));
     match (hit, last) {

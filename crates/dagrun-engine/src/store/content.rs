@@ -71,10 +71,7 @@ impl InputIndex {
         if !self.changed {
             return Ok(());
         }
-        let dir = file.parent().expect("the index has a directory");
-        fs::create_dir_all(dir)?;
-        let lock = fs::OpenOptions::new().write(true).create(true).truncate(false).open(dir.join("inputs.lock"))?;
-        lock.lock()?;
+        let _lock = super::lock::hold_whole(&file.with_file_name("inputs.lock"))?;
         let mut merged = InputIndex::load(file.clone()).entries;
         merged.extend(self.entries.iter().map(|(k, v)| (k.clone(), v.clone())));
         super::write_atomic(file, &serde_json::to_vec(&merged)?)

@@ -110,13 +110,17 @@ impl KeyLock {
     /// Blocks while another process computes `key`. Lock files stay (removing one
     /// that another process is about to lock would let two runs in); `gc` clears them.
     pub fn acquire(store: &Store, key: &str) -> std::io::Result<KeyLock> {
-        fs::create_dir_all(store.locks())?;
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(store.locks().join(format!("{key}.lock")))?;
-        file.lock()?;
-        Ok(KeyLock { _file: file })
+        Ok(KeyLock { _file: hold_whole(&store.locks().join(format!("{key}.lock")))? })
     }
+}
+
+/// The lock file at `path` (made, with its directory, if need be), held whole: blocks
+/// while another holder has it; the lock goes with the returned file.
+pub(crate) fn hold_whole(path: &Path) -> std::io::Result<fs::File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let file = fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+    file.lock()?;
+    Ok(file)
 }
