@@ -16,13 +16,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
-use std::time::Instant;
-
 use dagrun_kind::StageError;
 
-use super::{BETA1, BETA2, LogRow, Loss, TrainParams, Trainer, epoch_row, finite, lr_at, shuffle};
+use super::{BETA1, BETA2, LogRow, Loss, Steps, TrainParams, Trainer, epochs, finite};
 use crate::model::{EmbeddingTable, Model, ModelConfig, Users};
-use crate::rng::Rng;
 use crate::schema::examples::Examples;
 
 type Result<T> = candle_core::Result<T>;
@@ -238,47 +235,65 @@ impl DeviceTrainer {
     }
 }
 
-/// The epochs of the device path: the same orders and sampled negatives as the host
-/// path draws, each uploaded once an epoch; the loss is read back once an epoch.
+/// The device path's side of the epoch loop: each epoch's order and sampled negatives
+/// go up as one tensor each (the same negatives the host path would draw), a step
+/// slices them, and the loss stays on the device until the epoch ends.
+struct DeviceSteps {
+    tr: Trainer,
+    dt: DeviceTrainer,
+    data: Uploaded,
+    /// Sampled negatives a step (0 for in-batch and full softmax).
+    per_step: usize,
+    order: Tensor,
+    sampled: Tensor,
+    loss_sum: Tensor,
+}
+
+impl Steps for DeviceSteps {
+    fn begin_epoch(&mut self, order: &[u32]) -> std::result::Result<(), StageError> {
+        let tr = &mut self.tr;
+        let count = order.len().div_ceil(tr.p.batch_size) * self.per_step;
+        let sampled: Vec<u32> = (0..count).map(|_| tr.sampler.draw(&mut tr.rng) as u32).collect();
+        self.order = Tensor::from_slice(order, order.len(), &tr.device).map_err(on_device)?;
+        self.sampled = Tensor::from_vec(sampled, count, &tr.device).map_err(on_device)?;
+        self.loss_sum = Tensor::zeros((), DType::F32, &tr.device).map_err(on_device)?;
+        Ok(())
+    }
+
+    fn step(&mut self, s: usize, batch: &[u32], lr: f64) -> std::result::Result<(), StageError> {
+        let rows = self.order.narrow(0, s * self.tr.p.batch_size, batch.len()).map_err(on_device)?;
+        let negatives = self.sampled.narrow(0, s * self.per_step, self.per_step).map_err(on_device)?;
+        let loss = self.dt.step(&self.data, &rows, &negatives, lr).map_err(on_device)?;
+        self.loss_sum = (&self.loss_sum + loss).map_err(on_device)?;
+        Ok(())
+    }
+
+    fn end_epoch(&mut self) -> std::result::Result<f64, StageError> {
+        Ok(f64::from(self.loss_sum.to_scalar::<f32>().map_err(on_device)?))
+    }
+}
+
+/// The epochs of the device path; the loss is read back once an epoch.
 pub(super) fn train(
-    mut tr: Trainer,
+    tr: Trainer,
     ex: &Examples,
     users: &Users,
     progress: &dyn dagrun_kind::Progress,
 ) -> std::result::Result<(Model, Vec<LogRow>), StageError> {
-    let f = |e: candle_core::Error| StageError::Failed(format!("youtube_dnn (device path): {e}"));
-    let data = Uploaded::new(&tr, ex, users).map_err(f)?;
-    let mut dt = DeviceTrainer::from_host(&tr).map_err(f)?;
+    let data = Uploaded::new(&tr, ex, users).map_err(on_device)?;
+    let dt = DeviceTrainer::from_host(&tr).map_err(on_device)?;
     let p = tr.p.clone();
-    let n = ex.len();
-    let steps_per_epoch = n.div_ceil(p.batch_size);
     let per_step = if p.loss == Loss::SampledSoftmax { p.num_sampled } else { 0 };
-    progress.set_length((steps_per_epoch * p.epochs) as u64);
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    let mut rng = Rng::fork(p.seed, 0x5eed);
-    let mut log = Vec::new();
-    for epoch in 0..p.epochs {
-        let started = Instant::now();
-        shuffle(&mut order, &mut rng);
-        let sampled: Vec<u32> = (0..steps_per_epoch * per_step).map(|_| tr.sampler.draw(&mut tr.rng) as u32).collect();
-        let order_t = Tensor::from_slice(&order, n, &tr.device).map_err(f)?;
-        let sampled_t = Tensor::from_vec(sampled, steps_per_epoch * per_step, &tr.device).map_err(f)?;
-        let mut loss_sum = Tensor::zeros((), DType::F32, &tr.device).map_err(f)?;
-        for s in 0..steps_per_epoch {
-            let start = s * p.batch_size;
-            let batch = order_t.narrow(0, start, p.batch_size.min(n - start)).map_err(f)?;
-            let negatives = sampled_t.narrow(0, s * per_step, per_step).map_err(f)?;
-            let loss = dt.step(&data, &batch, &negatives, lr_at(&p, epoch, s, steps_per_epoch)).map_err(f)?;
-            loss_sum = (loss_sum + loss).map_err(f)?;
-            if s % 16 == 0 {
-                progress.set_position((epoch * steps_per_epoch + s) as u64);
-            }
-        }
-        let loss = f64::from(loss_sum.to_scalar::<f32>().map_err(f)?) / steps_per_epoch as f64;
-        log.push(epoch_row(epoch, steps_per_epoch, loss, started.elapsed().as_secs_f64(), n)?);
-        progress.set_message(&format!("epoch {} loss {loss:.4}", epoch + 1));
-    }
-    Ok((dt.into_model(tr.config)?, log))
+    let empty = Tensor::zeros(0, DType::U32, &tr.device).map_err(on_device)?;
+    let mut steps =
+        DeviceSteps { tr, dt, data, per_step, order: empty.clone(), sampled: empty.clone(), loss_sum: empty };
+    let log = epochs(&mut steps, &p, ex.len(), progress)?;
+    Ok((steps.dt.into_model(steps.tr.config)?, log))
+}
+
+/// A candle error of the device path, as the stage reports it.
+fn on_device(e: candle_core::Error) -> StageError {
+    StageError::Failed(format!("youtube_dnn (device path): {e}"))
 }
 
 fn host_table(t: &EmbeddingTable, dev: &Device) -> Result<Tensor> {

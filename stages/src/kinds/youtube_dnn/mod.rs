@@ -252,55 +252,88 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
 /// One epoch's line of the training log: epoch, steps so far, mean loss, seconds, samples/s.
 type LogRow = (i64, i64, f64, f64, f64);
 
-/// The order of an epoch: the previous one shuffled (Fisher–Yates) by `rng`.
-fn shuffle(order: &mut [u32], rng: &mut Rng) {
-    for i in (1..order.len()).rev() {
-        order.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+/// What the epoch loop drives: the host path or the device path.
+trait Steps {
+    /// Starts an epoch whose examples come in `order`.
+    fn begin_epoch(&mut self, order: &[u32]) -> Result<(), StageError>;
+    /// Step `s` of the epoch over `batch` (its slice of the order) at learning rate `lr`.
+    fn step(&mut self, s: usize, batch: &[u32], lr: f64) -> Result<(), StageError>;
+    /// The summed loss of the epoch's steps.
+    fn end_epoch(&mut self) -> Result<f64, StageError>;
 }
 
-/// The learning rate of step `s` of `epoch`: linear from `lr` to `lr * lr_end`.
-fn lr_at(p: &TrainParams, epoch: usize, s: usize, steps_per_epoch: usize) -> f64 {
-    let progress = (epoch * steps_per_epoch + s) as f64 / (steps_per_epoch * p.epochs) as f64;
-    p.lr * (1.0 - (1.0 - p.lr_end) * progress)
+/// The epochs of either path, one log line each. Both shuffle with the same stream
+/// and decay the learning rate linearly from `lr` to `lr * lr_end`.
+fn epochs(
+    steps: &mut dyn Steps,
+    p: &TrainParams,
+    n: usize,
+    progress: &dyn dagrun_kind::Progress,
+) -> Result<Vec<LogRow>, StageError> {
+    let mut log = Vec::new();
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let steps_per_epoch = n.div_ceil(p.batch_size);
+    let total = steps_per_epoch * p.epochs;
+    progress.set_length(total as u64);
+    let mut rng = Rng::fork(p.seed, 0x5eed);
+    for epoch in 0..p.epochs {
+        let started = Instant::now();
+        // Fisher–Yates over the previous epoch's order.
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        steps.begin_epoch(&order)?;
+        for (s, batch) in order.chunks(p.batch_size).enumerate() {
+            let done = epoch * steps_per_epoch + s;
+            steps.step(s, batch, p.lr * (1.0 - (1.0 - p.lr_end) * done as f64 / total as f64))?;
+            if s % 16 == 0 {
+                progress.set_position(done as u64);
+            }
+        }
+        let loss = steps.end_epoch()? / steps_per_epoch as f64;
+        if !loss.is_finite() {
+            return Err(StageError::Failed(format!("youtube_dnn: the loss diverged in epoch {epoch}; lower lr")));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        log.push((epoch as i64 + 1, ((epoch + 1) * steps_per_epoch) as i64, loss, secs, n as f64 / secs));
+        progress.set_message(&format!("epoch {} loss {loss:.4}", epoch + 1));
+    }
+    Ok(log)
 }
 
-/// An epoch's log line; a loss that is not finite stops the run.
-fn epoch_row(epoch: usize, steps_per_epoch: usize, loss: f64, secs: f64, n: usize) -> Result<LogRow, StageError> {
-    if !loss.is_finite() {
-        return Err(StageError::Failed(format!("youtube_dnn: the loss diverged in epoch {epoch}; lower lr")));
+/// The host path's side of the epoch loop.
+struct HostSteps<'e> {
+    trainer: Trainer,
+    examples: &'e Examples,
+    users: &'e Users,
+    loss_sum: f64,
+}
+
+impl Steps for HostSteps<'_> {
+    fn begin_epoch(&mut self, _order: &[u32]) -> Result<(), StageError> {
+        self.loss_sum = 0.0;
+        Ok(())
     }
-    Ok((epoch as i64 + 1, ((epoch + 1) * steps_per_epoch) as i64, loss, secs, n as f64 / secs))
+    fn step(&mut self, _s: usize, batch: &[u32], lr: f64) -> Result<(), StageError> {
+        self.loss_sum += self.trainer.step(self.examples, self.users, batch, lr)?;
+        Ok(())
+    }
+    fn end_epoch(&mut self) -> Result<f64, StageError> {
+        Ok(self.loss_sum)
+    }
 }
 
 /// The epochs of the host path.
 fn host_epochs(
-    mut trainer: Trainer,
+    trainer: Trainer,
     examples: &Examples,
     users: &Users,
     progress: &dyn dagrun_kind::Progress,
 ) -> Result<(Model, Vec<LogRow>), StageError> {
     let p = trainer.p.clone();
-    let mut log = Vec::new();
-    let mut order: Vec<u32> = (0..examples.len() as u32).collect();
-    let steps_per_epoch = examples.len().div_ceil(p.batch_size);
-    progress.set_length((steps_per_epoch * p.epochs) as u64);
-    let mut rng = Rng::fork(p.seed, 0x5eed);
-    for epoch in 0..p.epochs {
-        let started = Instant::now();
-        shuffle(&mut order, &mut rng);
-        let mut loss_sum = 0.0;
-        for (s, batch) in order.chunks(p.batch_size).enumerate() {
-            loss_sum += trainer.step(examples, users, batch, lr_at(&p, epoch, s, steps_per_epoch))?;
-            if s % 16 == 0 {
-                progress.set_position((epoch * steps_per_epoch + s) as u64);
-            }
-        }
-        let loss = loss_sum / steps_per_epoch as f64;
-        log.push(epoch_row(epoch, steps_per_epoch, loss, started.elapsed().as_secs_f64(), examples.len())?);
-        progress.set_message(&format!("epoch {} loss {loss:.4}", epoch + 1));
-    }
-    Ok((trainer.into_model()?, log))
+    let mut steps = HostSteps { trainer, examples, users, loss_sum: 0.0 };
+    let log = epochs(&mut steps, &p, examples.len(), progress)?;
+    Ok((steps.trainer.into_model()?, log))
 }
 
 struct Trainer {
