@@ -97,8 +97,14 @@ fn remote_cmd(p: &Project, b: &Backend, prefix: &str, args: &[&str]) -> Command 
     c
 }
 
+/// `dagrun ARGS` with the remote `prefix` of `b`, to its end.
+fn dagrun(p: &Project, b: &Backend, prefix: &str, args: &[&str]) -> Ran {
+    common::ran(remote_cmd(p, b, prefix, args).output().unwrap())
+}
+
+/// `dagrun run` of the small pipeline with `extra` arguments.
 fn run(p: &Project, b: &Backend, prefix: &str, extra: &[&str]) -> Ran {
-    common::ran(remote_cmd(p, b, prefix, &with_small("run", extra)).output().unwrap())
+    dagrun(p, b, prefix, &with_small("run", extra))
 }
 
 /// `cmd`, the small pipeline's overrides, then `extra`.
@@ -292,7 +298,7 @@ fn push_and_pull_by_hand() {
     let r = run(&a, &b, "hand", &["--no-push", "--target", "sample"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!b.dir("hand").unwrap().join("records").exists(), "--no-push uploads nothing");
-    let status = |args: &[&str]| common::ran(remote_cmd(&a, &b, "hand", args).output().unwrap());
+    let status = |args: &[&str]| dagrun(&a, &b, "hand", args);
     let r = status(&with_small("status", &["--remote"]));
     assert!(r.stdout.lines().any(|l| l.starts_with("sample") && l.contains("not on the remote")), "{}", r.stdout);
 
@@ -306,10 +312,10 @@ fn push_and_pull_by_hand() {
     let r = status(&with_small("status", &["--remote"]));
     assert!(r.stdout.lines().any(|l| l.starts_with("sample") && l.contains("on the remote")), "{}", r.stdout);
 
-    let r = common::ran(remote_cmd(&fresh, &b, "hand", &with_small("pull", &["sample"])).output().unwrap());
+    let r = dagrun(&fresh, &b, "hand", &with_small("pull", &["sample"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(set_of(&r, "pulled"), set(&["clicks", "split", "encode", "sample"]), "{}", r.stdout);
-    let r = common::ran(remote_cmd(&fresh, &b, "hand", &with_small("pull", &[])).output().unwrap());
+    let r = dagrun(&fresh, &b, "hand", &with_small("pull", &[]));
     assert_eq!(r.code, 0, "pull computes nothing and is not an error: {}", r.stderr);
     assert_eq!(r.outcome("train").as_deref(), Some("skipped"), "{}", r.stdout);
     assert!(r.stdout.contains("not on the remote"), "{}", r.stdout);
@@ -455,11 +461,11 @@ fn a_large_object_goes_up_in_parts_and_comes_back_whole() {
     let b = Backend::s3();
     // 40 MiB: above the single-request limit (16 MiB), five 8 MiB parts.
     let (a, fresh) = (one_stage("yes dagrun | head -c 41943040"), one_stage("yes dagrun | head -c 41943040"));
-    let r = common::ran(remote_cmd(&a, &b, "big", &["run"]).output().unwrap());
+    let r = dagrun(&a, &b, "big", &["run"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(!r.stdout.contains("warning"), "{}", r.stdout);
     assert_remote_consistent(&b.dir("big").unwrap());
-    let r = common::ran(remote_cmd(&fresh, &b, "big", &["run"]).output().unwrap());
+    let r = dagrun(&fresh, &b, "big", &["run"]);
     assert_eq!(r.outcome("big").as_deref(), Some("pulled"), "{}{}", r.stdout, r.stderr);
     assert_eq!(fresh.record("big")["outputs"]["o"]["bytes"], 41_943_040);
     assert_eq!(fresh.dagrun(&["verify"]).code, 0);
@@ -479,14 +485,14 @@ fn moto_server_keeps_the_first_record_of_a_key() {
 /// A nondeterministic stage run on two stores: the remote keeps the first record.
 fn first_record_wins(b: &Backend) {
     let (a, other) = (one_stage("date +%s%N"), one_stage("date +%s%N"));
-    assert_eq!(common::ran(remote_cmd(&a, b, "nd", &["run"]).output().unwrap()).code, 0);
+    assert_eq!(dagrun(&a, b, "nd", &["run"]).code, 0);
     // --force computes the key again instead of pulling it; the remote keeps the first record.
-    let r = common::ran(remote_cmd(&other, b, "nd", &["run", "--force", "big"]).output().unwrap());
+    let r = dagrun(&other, b, "nd", &["run", "--force", "big"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(r.outcome("big").as_deref(), Some("ran"), "{}", r.stdout);
     assert!(r.stdout.contains("whose o differ: stage big is not deterministic"), "{}", r.stdout);
     let third = Project::new(&a.read("pipeline.yaml"));
-    let r = common::ran(remote_cmd(&third, b, "nd", &["run"]).output().unwrap());
+    let r = dagrun(&third, b, "nd", &["run"]);
     assert_eq!(r.outcome("big").as_deref(), Some("pulled"), "{}", r.stdout);
     assert_eq!(third.record("big")["outputs"], a.record("big")["outputs"], "the first writer's outputs");
     if let Some(dir) = b.dir("nd") {
