@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Evaluate at catalogue scale: the default pipeline at 5M synthetic clicks (200,000
 # users, 50,000 items), every stage's seconds and the run's peak RSS; then evaluate
-# alone, forced, RUNS times with its peak RSS; then the same exported vectors through
-# usearch's Python binding (HNSW build + top-200, 2 threads) and faiss IndexFlatIP
+# alone, forced, RUNS times with its peak RSS, ranked by the index and exactly,
+# interleaved; then the same exported vectors through usearch's Python binding
+# (inner product, as evaluate's index; HNSW build + top-200, 2 threads) and faiss IndexFlatIP
 # (exact top-200), from a venv kept in $HOME/.cache, so the ratio is measured on
 # this machine in one run.
 # Usage: benches/evaluate.sh [path/to/dagrun] ; RUNS=3 by default; EVAL_PARAMS adds
@@ -17,17 +18,20 @@ cd "$work"
 /usr/bin/time -f "%e %M" -o time.txt "$bin" run -j 2 "${big[@]}" "${extra[@]}" >run.txt
 read -r wall rss <time.txt
 echo "pipeline_wall_s=$wall peak_rss_mb=$((rss / 1024))"
-for s in clicks split encode sample train export evaluate baseline; do
+for s in clicks split encode sample train export export_valid evaluate evaluate_valid baseline; do
   python3 -c "import json; r=json.load(open('artifacts/latest/$s/.record.json')); print('  $s duration_s=%.2f' % r['duration_s'])"
 done
 for ((i = 1; i <= runs; i++)); do
-  /usr/bin/time -f "%e %M" -o time.txt "$bin" run -j 2 --force evaluate --target evaluate "${big[@]}" "${extra[@]}" >/dev/null
-  read -r wall rss <time.txt
-  python3 -c "
+  for ranking in index exact; do
+    /usr/bin/time -f "%e %M" -o time.txt "$bin" run -j 2 --force evaluate --target evaluate "${big[@]}" \
+      -P evaluate.ranking=$ranking "${extra[@]}" >/dev/null
+    read -r wall rss <time.txt
+    python3 -c "
 import json
 r = json.load(open('artifacts/latest/evaluate/.record.json')); m = r['metrics']
-print('evaluate run=$i duration_s=%.2f peak_rss_mb=%d users=%d index_recall@50=%.4f index_recall@200=%.4f exact_users=%d hr@50=%.4f' % (
-    r['duration_s'], $rss / 1024, m['users'], m['index_recall@50'], m['index_recall@200'], m['index_recall_users'], m['hr@50']))"
+print('evaluate run=$i ranking=$ranking duration_s=%.2f peak_rss_mb=%d users=%d index_recall@50=%.4f index_recall@200=%.4f checked_users=%d hr@50=%.4f ndcg@50=%.4f' % (
+    r['duration_s'], $rss / 1024, m['users'], m['index_recall@50'], m['index_recall@200'], m['index_recall_users'], m['hr@50'], m['ndcg@50']))"
+  done
 done
 
 venv=$HOME/.cache/dagrun-bench-venv
@@ -46,7 +50,7 @@ users = vectors("artifacts/latest/export/users.parquet")
 items = vectors("artifacts/latest/export/items.parquet")
 import usearch.index, faiss
 t0 = time.time()
-index = usearch.index.Index(ndim=items.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=128, expansion_search=256)
+index = usearch.index.Index(ndim=items.shape[1], metric="ip", dtype="f32", connectivity=16, expansion_add=128, expansion_search=256)
 index.add(np.arange(len(items)), items, threads=2)
 t1 = time.time()
 found = index.search(users, 200, threads=2)

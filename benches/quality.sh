@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Recall quality of examples/movielens-100k.yaml, tuned on validation only.
 # 1. A grid (one `dagrun run -S` sweep, seed 0) over the settings that matter:
-#    sample.max_hist × train.temperature × train.lr. Each point's validation HR@50
+#    sample.max_hist × train.short_hist × train.temperature × train.lr. Each point's validation HR@50
 #    (stage evaluate_valid: each user's second-to-last click) picks the setting;
 #    the test metrics are not looked at.
 # 2. The picked setting over training seeds 0, 1, 2 (one stage at a time): validation and test HR@10,
@@ -11,7 +11,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cp "$here/examples/movielens-100k.yaml" "$work/pipeline.yaml"
 cd "$work"
-grid=(-S sample.max_hist=5,20,50 -S train.temperature=0.1,0.2,0.5 -S train.lr=0.005,0.01)
+grid=(-S sample.max_hist=5,20,50 -S train.short_hist=0,1 -S train.temperature=0.1,0.2,0.5 -S train.lr=0.005,0.01)
 # Exit 3 is a point that fails the example's checks: a bad setting, still a result.
 "$bin" run -j 2 -I clicks.data="$data" "${grid[@]}" >grid.txt || [ $? -eq 3 ]
 points=$(grep -c '^== point' grid.txt)

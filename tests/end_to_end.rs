@@ -45,6 +45,26 @@ fn default_pipeline_beats_popularity_and_the_index_finds_what_exact_search_finds
     assert!(f("evaluate.coverage@50") > f("baseline.coverage@50"), "personalised lists cover more of the catalogue");
 }
 
+/// With `ranking: exact` the metrics come from exact search and the index is checked
+/// on the sample instead; where the index finds what exact search finds, both agree.
+#[test]
+fn exact_ranking_agrees_with_the_index_where_the_index_is_exact() {
+    let p = default_run();
+    let r = p.dagrun(&["--store", "exact", "run", "--target", "evaluate", "-P", "evaluate.ranking=exact"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let exact: serde_json::Value = serde_json::from_str(&p.read("exact/latest/evaluate/.record.json")).unwrap();
+    let index = p.record("evaluate");
+    assert!(exact["notes"].to_string().contains("items exactly; index checked on"), "{}", exact["notes"]);
+    assert_eq!(exact["metrics"]["ranked_exactly"], 1.0);
+    assert_eq!(index["metrics"]["ranked_exactly"], 0.0);
+    let f = |rec: &serde_json::Value, k: &str| rec["metrics"][k].as_f64().unwrap();
+    assert_eq!(f(&index, "index_recall@50"), 1.0, "the premise: the index is exact on this catalogue");
+    assert_eq!(f(&exact, "index_recall@50"), 1.0);
+    for k in ["hr@10", "hr@50", "ndcg@50", "hr_excl@50", "mrr"] {
+        assert!((f(&exact, k) - f(&index, k)).abs() <= 0.002, "{k}: {} vs {}", f(&exact, k), f(&index, k));
+    }
+}
+
 #[test]
 fn evaluate_says_what_it_ranked_and_samples_the_exact_check_with_a_seed() {
     let p = default_run();
@@ -52,7 +72,9 @@ fn evaluate_says_what_it_ranked_and_samples_the_exact_check_with_a_seed() {
     let items = p.record("export")["outputs"]["items"]["rows"].as_u64().unwrap();
     let notes = p.record("evaluate")["notes"].to_string();
     assert!(
-        notes.contains(&format!("ranked {users} users against {items} items; exact check on {users} users")),
+        notes.contains(&format!(
+            "ranked {users} users against {items} items by the index; exact check on {users} users"
+        )),
         "{notes}"
     );
     let sampled = |store: &str, seed: &str| {
@@ -262,6 +284,25 @@ fn an_unknown_device_is_a_load_error() {
         r.stderr
     );
     assert!(!p.path().join("devices").exists(), "nothing was written to the store");
+}
+
+/// The host path's model options train and export a model that beats popularity;
+/// asking the device path for them is a load error, found before anything runs.
+#[test]
+fn the_host_paths_model_options_run_end_to_end_and_the_device_path_refuses_them() {
+    let p = default_run();
+    let opts = ["-P", "train.short_hist=2", "-P", "train.tie_item_embeddings=false"];
+    let r = p.dagrun(&[&["--store", "options", "run"][..], &opts].concat());
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let m: serde_json::Value = serde_json::from_str(&p.read("options/latest/evaluate/.record.json")).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&p.read("options/latest/baseline/.record.json")).unwrap();
+    let hr = m["metrics"]["hr@50"].as_f64().unwrap();
+    assert!(hr > b["metrics"]["hr@50"].as_f64().unwrap(), "{hr}");
+    assert_ne!(hr, p.record("evaluate")["metrics"]["hr@50"].as_f64().unwrap(), "the options changed the model");
+    let r = p.dagrun(&["--store", "refused", "run", "-P", "train.path=device", "-P", "train.short_hist=2"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("train.short_hist: runs on the host path only"), "{}", r.stderr);
+    assert!(!p.path().join("refused").exists(), "nothing was written to the store");
 }
 
 #[test]

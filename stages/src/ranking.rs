@@ -5,6 +5,9 @@
 use std::collections::BTreeMap;
 
 use dagrun_kind::params::{self, ParamError};
+use rayon::prelude::*;
+
+use crate::hashing::FastMap;
 
 /// The largest cut-off a ranking is cut at: every user's top-K is held in memory.
 pub const MAX_K: usize = 100_000;
@@ -54,11 +57,10 @@ pub fn compute(users: &[Ranked], ks: &[usize], catalogue: usize) -> BTreeMap<Str
         }
     }
     m.insert("mrr".to_string(), mrr / n);
+    let best = best_ranks(users, k_max);
     for &k in ks {
         let (mut hr, mut ndcg, mut hr_x, mut ndcg_x) = (0.0, 0.0, 0.0, 0.0);
-        let mut covered = std::collections::HashSet::new();
         for u in users {
-            covered.extend(u.ranking.iter().take(k).copied());
             if let Some(r) = rank_of(u.ranking.iter().copied(), u.target, k) {
                 hr += 1.0;
                 ndcg += 1.0 / (r as f64 + 2.0).log2();
@@ -78,9 +80,34 @@ pub fn compute(users: &[Ranked], ks: &[usize], catalogue: usize) -> BTreeMap<Str
         m.insert(format!("ndcg@{k}"), ndcg / n);
         m.insert(format!("hr_excl@{k}"), hr_x / n);
         m.insert(format!("ndcg_excl@{k}"), ndcg_x / n);
-        m.insert(format!("coverage@{k}"), covered.len() as f64 / catalogue.max(1) as f64);
+        let covered = best.values().filter(|&&r| r < k).count();
+        m.insert(format!("coverage@{k}"), covered as f64 / catalogue.max(1) as f64);
     }
     m
+}
+
+/// Each recommended item's best 0-based rank over all users' top `k_max`, from one
+/// pass in parallel: a set per cut-off over 37M entries (187k users × 200) took more
+/// than a second.
+fn best_ranks(users: &[Ranked], k_max: usize) -> FastMap<i32, usize> {
+    let merge = |mut a: FastMap<i32, usize>, b: FastMap<i32, usize>| {
+        for (item, r) in b {
+            a.entry(item).and_modify(|best| *best = (*best).min(r)).or_insert(r);
+        }
+        a
+    };
+    users
+        .par_chunks(4096)
+        .map(|chunk| {
+            let mut best = FastMap::default();
+            for u in chunk {
+                for (r, &item) in u.ranking.iter().take(k_max).enumerate() {
+                    best.entry(item).and_modify(|b: &mut usize| *b = (*b).min(r)).or_insert(r);
+                }
+            }
+            best
+        })
+        .reduce(FastMap::default, merge)
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     report.rows.insert("users".into(), rows);
 
     let n = cfg.items;
-    let items = Tensor::from_slice(&model.items.data[d..], (n - 1, d), &dev).map_err(f)?;
+    let items = Tensor::from_slice(&model.output_items().data[d..], (n - 1, d), &dev).map_err(f)?;
     let v = normalize(&items).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(f)?;
     let idx: Vec<i32> = (1..n as i32).collect();
     let ids: StringArray = idx.iter().map(|i| Some(item_raw.get(i).map(String::as_str).unwrap_or(""))).collect();

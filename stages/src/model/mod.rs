@@ -30,6 +30,12 @@ pub struct ModelConfig {
     pub emb_dim: usize,
     pub hidden_units: Vec<usize>,
     pub temperature: f64,
+    /// False: the candidates (and so the exported item vectors) have a table of their
+    /// own, `out_items`; the history pools the input table.
+    pub tie_item_embeddings: bool,
+    /// With n > 0, the tower also gets the mean of the n most recent history items
+    /// apart from the whole history's (short- and long-term interest, as SDM has them).
+    pub short_hist: usize,
     /// Item table rows (item indices 0..items, 0 = padding).
     pub items: usize,
     pub features: Vec<Feature>,
@@ -40,9 +46,21 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// Width of the tower's input: pooled history, one embedding per feature, dense values.
+    /// Width of the tower's input: pooled history (and recent history), one embedding
+    /// per feature, the age features and the dense values.
     pub fn input_dim(&self) -> usize {
-        self.emb_dim * (1 + self.features.len()) + AGE_FEATURES + self.dense.len()
+        self.emb_dim * (self.history_blocks() + self.features.len()) + AGE_FEATURES + self.dense.len()
+    }
+
+    /// Pooled history vectors at the start of the tower's input: the whole history,
+    /// and the recent one with `short_hist`.
+    pub fn history_blocks(&self) -> usize {
+        1 + usize::from(self.short_hist > 0)
+    }
+
+    /// Column where feature `f`'s embedding starts in the tower's input.
+    pub fn feature_at(&self, f: usize) -> usize {
+        self.emb_dim * (self.history_blocks() + f)
     }
 }
 
@@ -142,6 +160,8 @@ impl EmbeddingTable {
 pub struct Model {
     pub config: ModelConfig,
     pub items: EmbeddingTable,
+    /// The output item table of an untied model.
+    pub out_items: Option<EmbeddingTable>,
     pub features: Vec<EmbeddingTable>,
     pub tower: Vec<(Tensor, Tensor)>,
 }
@@ -150,6 +170,11 @@ impl Model {
     /// Writes one example's tower input into `out`; `hist` holds nonzero items.
     pub fn user_input(&self, users: &Users, user: i32, hist: &[i32], age: f32, out: &mut [f32]) {
         user_input(&self.config, &self.items, &self.features, users, user, hist, age, out);
+    }
+
+    /// The table the item vectors come from: the output table of an untied model.
+    pub fn output_items(&self) -> &EmbeddingTable {
+        self.out_items.as_ref().unwrap_or(&self.items)
     }
 
     /// L2-normalised user vectors for tower inputs `x` ([n, input_dim]).
@@ -161,6 +186,9 @@ impl Model {
         let dev = Device::Cpu;
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         tensors.insert("item_emb".into(), self.items.to_tensor(&dev)?);
+        if let Some(out) = &self.out_items {
+            tensors.insert("item_out_emb".into(), out.to_tensor(&dev)?);
+        }
         for (f, t) in self.config.features.iter().zip(&self.features) {
             tensors.insert(format!("feature.{}", f.name), t.to_tensor(&dev)?);
         }
@@ -177,6 +205,10 @@ impl Model {
             t.remove(name).ok_or_else(|| StageError::Failed(format!("{}: no tensor `{name}`", path.display())))
         };
         let items = EmbeddingTable::from_tensor(&take("item_emb")?)?;
+        let out_items = match config.tie_item_embeddings {
+            true => None,
+            false => Some(EmbeddingTable::from_tensor(&take("item_out_emb")?)?),
+        };
         let features = config
             .features
             .iter()
@@ -188,12 +220,12 @@ impl Model {
             let b = take(&format!("tower.{k}.bias"))?.to_device(device).map_err(failed)?;
             tower.push((w, b));
         }
-        Ok(Model { config, items, features, tower })
+        Ok(Model { config, items, out_items, features, tower })
     }
 }
 
-/// One example's tower input: the pooled history, one row per user feature (unknown
-/// codes fall back to row 0), then x, x², log x of the example age and the dense columns.
+/// One example's tower input: the pooled history (most recent first, so the recent
+/// part is its head), one row per user feature (unknown codes fall back to row 0), then x, x², log x of the example age and the dense columns.
 #[allow(clippy::too_many_arguments)]
 pub fn user_input(
     config: &ModelConfig,
@@ -207,10 +239,14 @@ pub fn user_input(
 ) {
     let d = config.emb_dim;
     pool(items, hist, &mut out[..d]);
-    for (f, table) in features.iter().enumerate() {
-        out[d * (1 + f)..d * (2 + f)].copy_from_slice(table.row(users.code(f, user, table.rows)));
+    if config.short_hist > 0 {
+        pool(items, &hist[..hist.len().min(config.short_hist)], &mut out[d..2 * d]);
     }
-    let mut k = d * (1 + features.len());
+    for (f, table) in features.iter().enumerate() {
+        let at = config.feature_at(f);
+        out[at..at + d].copy_from_slice(table.row(users.code(f, user, table.rows)));
+    }
+    let mut k = config.feature_at(features.len());
     for v in age_features(age, config.age_max) {
         out[k] = v;
         k += 1;

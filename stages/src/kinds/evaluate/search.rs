@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use super::EvaluateParams;
+use super::{EvaluateParams, Found};
 use crate::schema::vectors::Vectors;
 use crate::table::failed;
 use dagrun_kind::StageError;
@@ -18,7 +18,7 @@ pub fn build(p: &EvaluateParams, items: &Vectors) -> Result<Index, StageError> {
     let d = items.dim;
     let options = IndexOptions {
         dimensions: d,
-        metric: MetricKind::Cos,
+        metric: MetricKind::IP,
         quantization: ScalarKind::F32,
         connectivity: p.connectivity,
         expansion_add: p.expansion_add,
@@ -35,31 +35,22 @@ pub fn build(p: &EvaluateParams, items: &Vectors) -> Result<Index, StageError> {
     Ok(index)
 }
 
-/// What the index finds for one user.
-pub struct Found {
-    /// The top K, best first, with their cosine similarity.
-    pub keys: Vec<i32>,
-    pub scores: Vec<f32>,
-    /// The top K without the user's training items, when the top K held one of them;
-    /// None when it held none, so that `keys` is the unseen ranking too.
-    pub unseen: Option<Vec<i32>>,
-}
-
-/// Searches the index for every user (rows of `users`) in parallel; `seen(row)` is
-/// that user's sorted training items. `done` is told how many users finished.
+/// Searches the index for each of `rows` (indices into `users`) in parallel, in the
+/// order of `rows`; `seen(row)` is that user's sorted training items. `done` is told
+/// how many users finished.
 pub fn search_all<'s>(
     index: &Index,
     users: &Vectors,
+    rows: &[usize],
     k: usize,
     seen: &(dyn Fn(usize) -> &'s [i32] + Sync),
     done: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<Found>, StageError> {
     let (d, expansion) = (users.dim, index.expansion_search());
     let finished = AtomicUsize::new(0);
-    (0..users.idx.len())
-        .into_par_iter()
+    rows.par_iter()
         .with_min_len(64)
-        .map(|r| {
+        .map(|&r| {
             let found = search_one(index, &users.data[r * d..(r + 1) * d], k, seen(r), expansion);
             if finished.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
                 done(1024);
@@ -116,17 +107,17 @@ mod tests {
         let p = EvaluateParams { expansion_search: 400, ..EvaluateParams::default() };
         let index = build(&p, &items).unwrap();
         let seen: Vec<Vec<i32>> = (0..40).map(|r| (1..=300).filter(|i| (i + r) % 4 == 0).collect()).collect();
-        let found = search_all(&index, &users, 10, &|r| &seen[r], &|_| {}).unwrap();
+        let rows: Vec<usize> = (0..40).collect();
+        let found = search_all(&index, &users, &rows, 10, &|r| &seen[r], &|_| {}).unwrap();
         for (r, f) in found.iter().enumerate() {
             let scores: Vec<f32> = (0..300)
                 .map(|j| {
                     users.data[r * 8..(r + 1) * 8].iter().zip(&items.data[j * 8..(j + 1) * 8]).map(|(a, b)| a * b).sum()
                 })
                 .collect();
-            let unseen =
-                exact::top_k(&scores, &items.idx, 10, |key| seen[r].binary_search(&key).is_err(), &mut Vec::new());
-            assert_eq!(f.unseen.as_ref().unwrap_or(&f.keys), &unseen, "user {r}");
-            assert_eq!(f.keys, exact::top_k(&scores, &items.idx, 10, |_| true, &mut Vec::new()), "user {r}");
+            let e = exact::best_of(&scores, &items.idx, 10, &seen[r]);
+            assert_eq!(f.unseen.as_ref().unwrap_or(&f.keys), e.unseen.as_ref().unwrap_or(&e.keys), "user {r}");
+            assert_eq!(f.keys, e.keys, "user {r}");
         }
     }
 
@@ -136,7 +127,8 @@ mod tests {
         let p = EvaluateParams { expansion_search: 40, ..EvaluateParams::default() };
         let index = build(&p, &items).unwrap();
         let seen: Vec<i32> = (1..=300).filter(|i| i % 3 == 0).collect();
-        for found in search_all(&index, &users, 10, &|_| &seen, &|_| {}).unwrap() {
+        let rows: Vec<usize> = (0..20).collect();
+        for found in search_all(&index, &users, &rows, 10, &|_| &seen, &|_| {}).unwrap() {
             let unseen = found.unseen.unwrap_or(found.keys);
             assert_eq!(unseen.len(), 10);
             assert!(unseen.iter().all(|i| i % 3 != 0), "{unseen:?}");

@@ -42,7 +42,7 @@ pub(super) struct Uploaded {
 impl Uploaded {
     pub(super) fn new(tr: &Trainer, ex: &Examples, users: &Users) -> Result<Uploaded> {
         let dev = &tr.device;
-        let (n, d, width) = (ex.len(), tr.config.emb_dim, tr.config.input_dim());
+        let (n, width) = (ex.len(), tr.config.input_dim());
         let longest = (0..n).map(|i| ex.hist_of(i).len()).max().unwrap_or(0).max(1);
         let mut hist = vec![0u32; n * longest];
         let mut lens = Vec::with_capacity(n);
@@ -61,7 +61,7 @@ impl Uploaded {
             })
             .collect::<Result<Vec<_>>>()?;
         // The tail is what `user_input` writes after the embeddings; take it from there.
-        let skip = d * (1 + k);
+        let skip = tr.config.feature_at(k);
         let mut tail = Vec::with_capacity(n * (width - skip));
         let mut row = vec![0f32; width];
         for i in 0..n {
@@ -231,7 +231,7 @@ impl DeviceTrainer {
             .map(|v| EmbeddingTable::from_tensor(&cpu(v)?))
             .collect::<std::result::Result<_, _>>()?;
         let tower = self.tower.into_iter().map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone())).collect();
-        Ok(Model { config, items, features, tower })
+        Ok(Model { config, items, out_items: None, features, tower })
     }
 }
 

@@ -84,6 +84,12 @@ pub struct TrainParams {
     /// Absent means `[64, emb_dim]`.
     pub hidden_units: Option<Vec<usize>>,
     pub use_user_id: bool,
+    /// One item table for the history and the candidates (`true`, DeepMatch's
+    /// YouTubeDNN), or a second, output table for the candidates that export writes
+    /// as the item vectors (`false`; the host path only).
+    pub tie_item_embeddings: bool,
+    /// The n most recent history items pooled apart as well (0: off; host path only).
+    pub short_hist: usize,
     pub temperature: f64,
     pub loss: Loss,
     pub num_sampled: usize,
@@ -111,6 +117,8 @@ impl Default for TrainParams {
             emb_dim: 32,
             hidden_units: None,
             use_user_id: true,
+            tie_item_embeddings: true,
+            short_hist: 0,
             temperature: 0.05,
             loss: Loss::SampledSoftmax,
             num_sampled: 255,
@@ -179,6 +187,13 @@ impl Params for TrainParams {
         params::ensure(!(self.path == TrainPath::Host && self.loss == Loss::Full), "path", || {
             "host: loss full runs on the device path only; use path device (or auto on a GPU)".into()
         })?;
+        let host_only = self.path == TrainPath::Device || self.loss == Loss::Full;
+        params::ensure(self.tie_item_embeddings || !host_only, "tie_item_embeddings", || {
+            "false runs on the host path only, so not with path device or loss full".into()
+        })?;
+        params::ensure(self.short_hist == 0 || !host_only, "short_hist", || {
+            "runs on the host path only, so not with path device or loss full".into()
+        })?;
         crate::model::DeviceName::parse(&self.device).map(|_| ()).map_err(|m| params::ParamError::at("device", m))
     }
 }
@@ -206,6 +221,8 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
         emb_dim: p.emb_dim,
         hidden_units: hidden,
         temperature: p.temperature,
+        tie_item_embeddings: p.tie_item_embeddings,
+        short_hist: p.short_hist,
         items,
         features: users.features.clone(),
         dense: users.dense_names.clone(),
@@ -214,7 +231,10 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
     let on_device = match p.path {
         TrainPath::Host => false,
         TrainPath::Device => true,
-        TrainPath::Auto => (device.is_cuda() && p.loss != Loss::Mixed) || p.loss == Loss::Full,
+        TrainPath::Auto => {
+            let host_only = p.loss == Loss::Mixed || !p.tie_item_embeddings || p.short_hist > 0;
+            (device.is_cuda() && !host_only) || p.loss == Loss::Full
+        }
     };
     let trainer = Trainer::new(&p, config, &examples, device)?;
     let (model, log) = if on_device {
@@ -356,6 +376,15 @@ struct Trainer {
     step: u64,
     item_grad: SparseGrad,
     feature_grad: Vec<SparseGrad>,
+    /// The candidates' own table, without `tie_item_embeddings`.
+    out: Option<OutputTable>,
+}
+
+/// The output item table of an untied model, with its optimiser state.
+struct OutputTable {
+    table: EmbeddingTable,
+    adam: LazyAdam,
+    grad: SparseGrad,
 }
 
 impl Trainer {
@@ -395,7 +424,13 @@ impl Trainer {
         let log_freq = counts.iter().map(|&c| ((c + 1.0) / (total + 1.0)).ln() as f32).collect();
         let sampler = CandidateSampler::new(p.sampler, &counts, p.distortion);
         let uniform = CandidateSampler::new(Sampler::Uniform, &counts, 1.0);
+        // Drawn last, so that a tied model's tables and tower start as they always did.
+        let out = (!p.tie_item_embeddings).then(|| {
+            let table = table(config.items, std, &mut rng);
+            OutputTable { adam: LazyAdam::new(table.data.len()), grad: SparseGrad::new(config.items, d), table }
+        });
         Ok(Trainer {
+            out,
             item_adam: LazyAdam::new(items.data.len()),
             feature_adam: features.iter().map(|t| LazyAdam::new(t.data.len())).collect(),
             item_grad: SparseGrad::new(config.items, d),
@@ -433,19 +468,23 @@ impl Trainer {
             Loss::SampledSoftmax => (0..self.p.num_sampled).map(|_| self.sampler.draw(&mut self.rng)).collect(),
             Loss::Mixed => (0..self.p.num_sampled).map(|_| self.uniform.draw(&mut self.rng)).collect(),
         };
-        let t_slots: Vec<u32> = targets.iter().map(|&t| self.item_grad.slot_of(t as usize) as u32).collect();
-        let s_slots: Vec<u32> = sampled.iter().map(|&s| self.item_grad.slot_of(s as usize) as u32).collect();
-        let cand_rows = self.item_grad.rows.clone();
-        let mut cand = Vec::with_capacity(cand_rows.len() * d);
-        for &r in &cand_rows {
-            cand.extend_from_slice(self.items.row(r as usize));
+        let (cand_table, cand_grad) = match &mut self.out {
+            Some(o) => (&o.table, &mut o.grad),
+            None => (&self.items, &mut self.item_grad),
+        };
+        let t_slots: Vec<u32> = targets.iter().map(|&t| cand_grad.slot_of(t as usize) as u32).collect();
+        let s_slots: Vec<u32> = sampled.iter().map(|&s| cand_grad.slot_of(s as usize) as u32).collect();
+        let mut cand = Vec::with_capacity(cand_grad.rows.len() * d);
+        for &r in &cand_grad.rows {
+            cand.extend_from_slice(cand_table.row(r as usize));
         }
+        let n_cand = cand_grad.rows.len();
 
         let dev = &self.device;
         let f = |e: candle_core::Error| StageError::Failed(format!("youtube_dnn: {e}"));
         let width = self.config.input_dim();
         let x = Var::from_tensor(&Tensor::from_vec(input, (b, width), dev).map_err(f)?).map_err(f)?;
-        let cand_v = Var::from_tensor(&Tensor::from_vec(cand, (cand_rows.len(), d), dev).map_err(f)?).map_err(f)?;
+        let cand_v = Var::from_tensor(&Tensor::from_vec(cand, (n_cand, d), dev).map_err(f)?).map_err(f)?;
         let loss_t = self.loss(x.as_tensor(), cand_v.as_tensor(), &targets, &sampled, &t_slots, &s_slots).map_err(f)?;
         let loss = loss_t.to_scalar::<f32>().map_err(f)? as f64;
         let grads = loss_t.backward().map_err(f)?;
@@ -469,12 +508,20 @@ impl Trainer {
         // Tables: scatter the input's gradient back onto the rows it came from, lazy Adam.
         let g_x = grad_of(&x)?;
         let g_cand = grad_of(&cand_v)?;
-        scatter_item_grads(&mut self.item_grad, &g_cand, &g_x, width, batch.iter().map(|&i| ex.hist_of(i as usize)));
+        match &mut self.out {
+            Some(o) => {
+                add_candidate_grads(&mut o.grad, &g_cand);
+                o.grad.apply(&mut o.table, &mut o.adam, lr_t, decay);
+            }
+            None => add_candidate_grads(&mut self.item_grad, &g_cand),
+        }
+        let hists = batch.iter().map(|&i| ex.hist_of(i as usize));
+        add_history_grads(&mut self.item_grad, &g_x, width, self.config.short_hist, hists);
         self.item_grad.apply(&mut self.items, &mut self.item_adam, lr_t, decay);
         for k in 0..self.features.len() {
             for (r, &i) in batch.iter().enumerate() {
                 let code = users.code(k, ex.user[i as usize], self.features[k].rows);
-                let at = r * width + d * (1 + k);
+                let at = r * width + self.config.feature_at(k);
                 self.feature_grad[k].add(code, &g_x[at..at + d], 1.0);
             }
             self.feature_grad[k].apply(&mut self.features[k], &mut self.feature_adam[k], lr_t, decay);
@@ -543,33 +590,41 @@ impl Trainer {
 
     fn into_model(self) -> Result<Model, StageError> {
         let tower = self.tower.into_iter().map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone())).collect();
-        Ok(Model { config: self.config, items: self.items, features: self.features, tower })
+        let out_items = self.out.map(|o| o.table);
+        Ok(Model { config: self.config, items: self.items, out_items, features: self.features, tower })
     }
 }
 
-/// Adds the item-row gradients of one step to `grad`: the candidates' rows (in slot
-/// order, as `g_cand` holds them) and, through the mean pooling, each history item's
-/// share of its example's pooled gradient (the first `dim` columns of `g_x`).
-fn scatter_item_grads<'h>(
+/// Adds the candidates' row gradients of one step (in slot order, as `g_cand` holds
+/// them) to `grad`, whose slots they were given.
+fn add_candidate_grads(grad: &mut SparseGrad, g_cand: &[f32]) {
+    for (a, g) in grad.grad.iter_mut().zip(g_cand) {
+        *a += g;
+    }
+}
+
+/// Adds, through the mean pooling, each history item's share of its example's pooled
+/// gradient (the first `dim` columns of `g_x`) to `grad`; with `short` > 0, also each
+/// of the `short` most recent items' share of the next `dim` columns.
+fn add_history_grads<'h>(
     grad: &mut SparseGrad,
-    g_cand: &[f32],
     g_x: &[f32],
     width: usize,
+    short: usize,
     hists: impl Iterator<Item = &'h [i32]>,
 ) {
     let d = grad.dim;
-    for (s, chunk) in g_cand.chunks(d).enumerate() {
-        for (a, g) in grad.grad[s * d..(s + 1) * d].iter_mut().zip(chunk) {
-            *a += g;
-        }
-    }
     for (r, hist) in hists.enumerate() {
-        if hist.is_empty() {
-            continue;
-        }
-        let scale = 1.0 / hist.len() as f32;
-        for &h in hist {
-            grad.add(h as usize, &g_x[r * width..r * width + d], scale);
+        let row = &g_x[r * width..(r + 1) * width];
+        let parts = [(hist, &row[..d]), (&hist[..hist.len().min(short)], &row[d.min(width)..(2 * d).min(width)])];
+        for (items, g) in parts.into_iter().take(1 + usize::from(short > 0)) {
+            if items.is_empty() {
+                continue;
+            }
+            let scale = 1.0 / items.len() as f32;
+            for &h in items {
+                grad.add(h as usize, g, scale);
+            }
         }
     }
 }

@@ -72,12 +72,21 @@ fn tiny_with(loss: Loss, sampler: Sampler, users: Users) -> (Trainer, Examples, 
         emb_dim: 4,
         hidden_units: vec![5, 4],
         temperature: 0.5,
+        tie_item_embeddings: true,
+        short_hist: 0,
         items: 6,
         features: users.features.clone(),
         dense: users.dense_names.clone(),
         age_max: 1.0,
     };
     let p = TrainParams { emb_dim: 4, loss, sampler, distortion: 1.0, temperature: 0.5, seed: 3, ..Default::default() };
+    (Trainer::new(&p, config, &ex, Device::Cpu).unwrap(), ex, users)
+}
+
+/// The same tiny trainer with `short_hist` set (the tower widens to take it).
+fn with_short_hist((tr, ex, users): (Trainer, Examples, Users), short: usize) -> (Trainer, Examples, Users) {
+    let config = ModelConfig { short_hist: short, ..tr.config.clone() };
+    let p = TrainParams { short_hist: short, ..tr.p.clone() };
     (Trainer::new(&p, config, &ex, Device::Cpu).unwrap(), ex, users)
 }
 
@@ -148,8 +157,8 @@ fn sampled_softmax_matches_a_hand_computation() {
 
 #[test]
 fn sparse_gradient_matches_candles_dense_one() {
-    for loss in [Loss::SampledSoftmax, Loss::InBatch, Loss::Mixed] {
-        let (mut tr, ex, users) = tiny(loss, Sampler::Uniform);
+    for (loss, short) in [(Loss::SampledSoftmax, 0), (Loss::InBatch, 0), (Loss::Mixed, 0), (Loss::SampledSoftmax, 1)] {
+        let (mut tr, ex, users) = with_short_hist(tiny(loss, Sampler::Uniform), short);
         let (dev, d) = (Device::Cpu, 4);
         let sampled = if loss == Loss::InBatch { vec![] } else { vec![5, 1] };
         // Sparse: leaves x and the candidate rows, gradients scattered by hand.
@@ -164,14 +173,16 @@ fn sparse_gradient_matches_candles_dense_one() {
         let mut rows = Vec::new();
         for i in 0..3 {
             let h: Vec<u32> = ex.hist_of(i).iter().map(|&h| h as u32).collect();
-            let pooled = table
-                .as_tensor()
-                .index_select(&Tensor::from_vec(h.clone(), h.len(), &dev).unwrap(), 0)
-                .unwrap()
-                .mean_keepdim(0)
-                .unwrap();
-            let age = Tensor::from_slice(&crate::model::age_features(ex.age[i], 1.0), (1, 3), &dev).unwrap();
-            rows.push(Tensor::cat(&[&pooled, &age], 1).unwrap());
+            let mean = |h: &[u32]| {
+                let ids = Tensor::from_vec(h.to_vec(), h.len(), &dev).unwrap();
+                table.as_tensor().index_select(&ids, 0).unwrap().mean_keepdim(0).unwrap()
+            };
+            let mut parts = vec![mean(&h)];
+            if short > 0 {
+                parts.push(mean(&h[..h.len().min(short)]));
+            }
+            parts.push(Tensor::from_slice(&crate::model::age_features(ex.age[i], 1.0), (1, 3), &dev).unwrap());
+            rows.push(Tensor::cat(&parts, 1).unwrap());
         }
         let x_dense = Tensor::cat(&rows, 0).unwrap();
         let idx: Vec<u32> = cand_rows.clone();
@@ -230,14 +241,15 @@ fn host_gradients(tr: &mut Trainer, ex: &Examples, users: &Users, sampled: &[i32
     for &r in &cand_rows {
         sparse.slot_of(r as usize);
     }
-    scatter_item_grads(&mut sparse, &g_c, &g_x, w, (0..3).map(|i| ex.hist_of(i)));
+    add_candidate_grads(&mut sparse, &g_c);
+    add_history_grads(&mut sparse, &g_x, w, tr.config.short_hist, (0..3).map(|i| ex.hist_of(i)));
     let features = (0..tr.features.len())
         .map(|k| {
             let mut table = vec![0f32; tr.features[k].rows * d];
             for i in 0..3 {
                 let code = users.code(k, ex.user[i], tr.features[k].rows);
                 for c in 0..d {
-                    table[code * d + c] += g_x[i * w + d * (1 + k) + c];
+                    table[code * d + c] += g_x[i * w + tr.config.feature_at(k) + c];
                 }
             }
             table
@@ -328,4 +340,34 @@ fn the_device_path_learns_and_is_seeded() {
     assert_eq!(model_a.items.data, model_b.items.data, "same seed, same table");
     let losses: Vec<f64> = log_a.iter().map(|l| l.2).collect();
     assert!(losses[35..].iter().sum::<f64>() < losses[..5].iter().sum::<f64>(), "{losses:?}");
+}
+
+/// Untied, a step moves the history's rows in the input table and the candidates'
+/// rows in the output table; the model saves and loads both, and training on it
+/// still lowers the loss.
+#[test]
+fn an_untied_model_trains_history_and_candidates_in_tables_of_their_own() {
+    let (tied, ex, users) = tiny(Loss::SampledSoftmax, Sampler::Uniform);
+    let config = ModelConfig { tie_item_embeddings: false, ..tied.config.clone() };
+    let p = TrainParams { tie_item_embeddings: false, ..tied.p.clone() };
+    let mut tr = Trainer::new(&p, config.clone(), &ex, Device::Cpu).unwrap();
+    assert_eq!(tr.items.data, tied.items.data, "the input table starts as a tied model's does");
+    let (items, out) = (tr.items.clone(), tr.out.as_ref().unwrap().table.clone());
+    let losses: Vec<f64> = (0..60).map(|_| tr.step(&ex, &users, &[0, 1, 2], 0.05).unwrap()).collect();
+    assert!(losses[55..].iter().sum::<f64>() < losses[..5].iter().sum::<f64>(), "{losses:?}");
+    let moved = |a: &EmbeddingTable, b: &EmbeddingTable, r: usize| a.row(r) != b.row(r);
+    // Histories hold items 1, 2, 4, 5; targets are 2 and 3.
+    assert!(!moved(&items, &tr.items, 3), "item 3 is only ever a candidate");
+    assert!([1, 2, 4, 5].iter().all(|&r| moved(&items, &tr.items, r)));
+    let out_now = &tr.out.as_ref().unwrap().table;
+    assert!(moved(&out, out_now, 2) && moved(&out, out_now, 3));
+    let trained_out = out_now.data.clone();
+
+    let model = tr.into_model().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    model.save(&path).unwrap();
+    let loaded = crate::model::Model::load(&path, config, &Device::Cpu).unwrap();
+    assert_eq!(loaded.output_items().data, trained_out, "export reads the output table");
+    assert_ne!(loaded.items.data, trained_out);
 }
