@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The trainer's two paths side by side on the MovieLens-100k example at its own
-# settings but `short_hist` (host path only), seeds 0-2 interleaved: validation and
-# test HR@50, training samples/s.
+# settings, seeds 0-2 interleaved: validation and test HR@50, training samples/s.
 # On a CPU this checks that the device path learns like the host path; on a GPU
 # (`--features cuda`, `-P train.device=cuda`) it is the speed of the device path.
 # Usage: benches/device_path.sh [path/to/dagrun] [path/to/ml-100k] [extra -P args…]
@@ -13,7 +12,7 @@ cd "$work"
 for seed in 0 1 2; do
   for path in host device; do
     "$bin" --store "$work/s-$path" run -j 2 --target evaluate --target evaluate_valid \
-      -P train.seed=$seed -P train.path=$path -P train.short_hist=0 "${extra[@]}" >/dev/null
+      -P train.seed=$seed -P train.path=$path "${extra[@]}" >/dev/null
     "$bin" --store "$work/s-$path" metrics --json | python3 -c "
 import json, sys
 m = json.load(sys.stdin)

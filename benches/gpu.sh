@@ -13,8 +13,7 @@ target=${CARGO_TARGET_DIR:-$HOME/.cache/dagrun-target}-cuda
 bin=$target/release/dagrun
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# The example without `short_hist`, which the device path does not have.
-sed -e "s#../../shared/data/ml-100k#$data#" -e "s#short_hist: 1#short_hist: 0#" "$here/examples/movielens-100k.yaml" >"$work/ml.yaml"
+sed "s#../../shared/data/ml-100k#$data#" "$here/examples/movielens-100k.yaml" >"$work/ml.yaml"
 big=(-P clicks.users=200000 -P clicks.items=50000 -P clicks.clicks=5000000 -P train.emb_dim=64
   -P train.num_sampled=255 -P train.epochs=1)
 rate() { # store pipeline args… -> samples/s of its train stage

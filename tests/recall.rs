@@ -98,13 +98,10 @@ fn movielens_100k_the_device_path_learns_like_the_host_path() {
     let data = common::movielens();
     let p = Project::shipped("examples/movielens-100k.yaml");
     let input = format!("clicks.data={}", data.display());
-    // Validation HR@50, so the comparison chooses nothing on the test set; without
-    // `short_hist`, which the device path does not have.
+    // Validation HR@50, so the comparison chooses nothing on the test set.
     let hr = |path: &str, seed: u32| {
         let (seed, path) = (format!("train.seed={seed}"), format!("train.path={path}"));
-        let args =
-            ["run", "--target", "evaluate_valid", "-I", &input, "-P", &seed, "-P", &path, "-P", "train.short_hist=0"];
-        let r = p.dagrun(&args);
+        let r = p.dagrun(&["run", "--target", "evaluate_valid", "-I", &input, "-P", &seed, "-P", &path]);
         assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
         p.record("evaluate_valid")["metrics"]["hr@50"].as_f64().unwrap()
     };

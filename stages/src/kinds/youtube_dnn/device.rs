@@ -75,7 +75,7 @@ impl Uploaded {
             codes,
             tail: Tensor::from_vec(tail, (n, width - skip), dev)?,
             targets: Tensor::from_vec(targets, n, dev)?,
-            positions: Tensor::arange(0u32, longest as u32, dev)?.unsqueeze(0)?,
+            positions: Tensor::arange(0f32, longest as f32, dev)?.unsqueeze(0)?,
         })
     }
 }
@@ -85,6 +85,7 @@ pub(super) struct DeviceTrainer {
     p: TrainParams,
     device: Device,
     dim: usize,
+    short_hist: usize,
     pub(super) items: Var,
     pub(super) features: Vec<Var>,
     tower: Vec<(Var, Var)>,
@@ -137,6 +138,7 @@ impl DeviceTrainer {
             p: tr.p.clone(),
             device: dev,
             dim: tr.config.emb_dim,
+            short_hist: tr.config.short_hist,
             items,
             features,
             tower: tr.tower.clone(),
@@ -192,29 +194,36 @@ impl DeviceTrainer {
         Ok(loss.detach())
     }
 
-    /// Tower inputs of `batch`: the mean of each history's rows, the feature rows, the tail.
+    /// Tower inputs of `batch`: the mean of each history's rows (and of its
+    /// `short_hist` most recent ones), the feature rows, the tail.
     fn input(&self, data: &Uploaded, batch: &Tensor) -> Result<Tensor> {
         let hist = data.hist.index_select(batch, 0)?;
-        let (b, longest) = hist.dims2()?;
-        let lens = data.lens.index_select(batch, 0)?;
-        let mask = data.positions.broadcast_lt(&lens.unsqueeze(1)?)?.to_dtype(DType::F32)?;
-        // An empty history pools to zeros, as on the host (its length counts as 1).
-        let inv_len = lens.to_dtype(DType::F32)?.clamp(1f32, f32::MAX)?.recip()?.unsqueeze(1)?;
-        let weights = mask.broadcast_mul(&inv_len)?;
-        let pooled = if self.pool_by_matrix {
-            let n = self.items.dim(0)?;
-            let a = Tensor::zeros((b, n), DType::F32, &self.device)?.scatter_add(&hist, &weights, 1)?;
-            a.matmul(self.items.as_tensor())?
-        } else {
-            let rows = self.items.as_tensor().index_select(&hist.flatten_all()?, 0)?.reshape((b, longest, self.dim))?;
-            rows.broadcast_mul(&weights.unsqueeze(2)?)?.sum(1)?
-        };
-        let mut parts = vec![pooled];
+        let lens = data.lens.index_select(batch, 0)?.to_dtype(DType::F32)?;
+        let mut parts = vec![self.pool(data, &hist, &lens)?];
+        if self.short_hist > 0 {
+            parts.push(self.pool(data, &hist, &lens.clamp(0f32, self.short_hist as f32)?)?);
+        }
         for (table, codes) in self.features.iter().zip(&data.codes) {
             parts.push(table.as_tensor().index_select(&codes.index_select(batch, 0)?, 0)?);
         }
         parts.push(data.tail.index_select(batch, 0)?);
         Tensor::cat(&parts, 1)
+    }
+
+    /// The mean of the first `lens` ([B] f32) items of each of `hist`'s padded rows.
+    fn pool(&self, data: &Uploaded, hist: &Tensor, lens: &Tensor) -> Result<Tensor> {
+        let (b, longest) = hist.dims2()?;
+        let mask = data.positions.broadcast_lt(&lens.unsqueeze(1)?)?.to_dtype(DType::F32)?;
+        // An empty history pools to zeros, as on the host (its length counts as 1).
+        let weights = mask.broadcast_mul(&lens.clamp(1f32, f32::MAX)?.recip()?.unsqueeze(1)?)?;
+        if self.pool_by_matrix {
+            let n = self.items.dim(0)?;
+            let a = Tensor::zeros((b, n), DType::F32, &self.device)?.scatter_add(hist, &weights, 1)?;
+            a.matmul(self.items.as_tensor())
+        } else {
+            let rows = self.items.as_tensor().index_select(&hist.flatten_all()?, 0)?.reshape((b, longest, self.dim))?;
+            rows.broadcast_mul(&weights.unsqueeze(2)?)?.sum(1)
+        }
     }
 
     fn layers(&self) -> Vec<(&Tensor, &Tensor)> {

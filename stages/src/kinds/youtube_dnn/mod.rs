@@ -88,7 +88,7 @@ pub struct TrainParams {
     /// YouTubeDNN), or a second, output table for the candidates that export writes
     /// as the item vectors (`false`; the host path only).
     pub tie_item_embeddings: bool,
-    /// The n most recent history items pooled apart as well (0: off; host path only).
+    /// The n most recent history items pooled apart as well (0: off).
     pub short_hist: usize,
     pub temperature: f64,
     pub loss: Loss,
@@ -187,12 +187,9 @@ impl Params for TrainParams {
         params::ensure(!(self.path == TrainPath::Host && self.loss == Loss::Full), "path", || {
             "host: loss full runs on the device path only; use path device (or auto on a GPU)".into()
         })?;
-        let host_only = self.path == TrainPath::Device || self.loss == Loss::Full;
-        params::ensure(self.tie_item_embeddings || !host_only, "tie_item_embeddings", || {
+        let device_path = self.path == TrainPath::Device || self.loss == Loss::Full;
+        params::ensure(self.tie_item_embeddings || !device_path, "tie_item_embeddings", || {
             "false runs on the host path only, so not with path device or loss full".into()
-        })?;
-        params::ensure(self.short_hist == 0 || !host_only, "short_hist", || {
-            "runs on the host path only, so not with path device or loss full".into()
         })?;
         crate::model::DeviceName::parse(&self.device).map(|_| ()).map_err(|m| params::ParamError::at("device", m))
     }
@@ -231,10 +228,7 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
     let on_device = match p.path {
         TrainPath::Host => false,
         TrainPath::Device => true,
-        TrainPath::Auto => {
-            let host_only = p.loss == Loss::Mixed || !p.tie_item_embeddings || p.short_hist > 0;
-            (device.is_cuda() && !host_only) || p.loss == Loss::Full
-        }
+        TrainPath::Auto => (device.is_cuda() && p.loss != Loss::Mixed && p.tie_item_embeddings) || p.loss == Loss::Full,
     };
     let trainer = Trainer::new(&p, config, &examples, device)?;
     let (model, log) = if on_device {

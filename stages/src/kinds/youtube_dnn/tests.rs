@@ -260,8 +260,12 @@ fn host_gradients(tr: &mut Trainer, ex: &Examples, users: &Users, sampled: &[i32
 
 #[test]
 fn the_device_path_has_the_host_paths_loss_and_gradients() {
-    for (loss, with_features) in [(Loss::SampledSoftmax, false), (Loss::SampledSoftmax, true), (Loss::InBatch, true)] {
-        let (mut tr, ex, users) = if with_features { tiny_with_features(loss) } else { tiny(loss, Sampler::Uniform) };
+    let cases = [(Loss::SampledSoftmax, false, 0), (Loss::SampledSoftmax, true, 0), (Loss::InBatch, true, 0)];
+    for (loss, with_features, short) in
+        cases.into_iter().chain([(Loss::SampledSoftmax, false, 1), (Loss::InBatch, true, 1)])
+    {
+        let tiny = if with_features { tiny_with_features(loss) } else { tiny(loss, Sampler::Uniform) };
+        let (mut tr, ex, users) = with_short_hist(tiny, short);
         let sampled: Vec<i32> = if loss == Loss::InBatch { vec![] } else { vec![5, 3, 1] };
         let (host_loss, sparse, host_features) = host_gradients(&mut tr, &ex, &users, &sampled);
         let mut host_items = vec![0f32; 6 * 4];
