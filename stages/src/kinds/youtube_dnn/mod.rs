@@ -610,16 +610,18 @@ fn add_history_grads<'h>(
     let d = grad.dim;
     for (r, hist) in hists.enumerate() {
         let row = &g_x[r * width..(r + 1) * width];
-        let parts = [(hist, &row[..d]), (&hist[..hist.len().min(short)], &row[d.min(width)..(2 * d).min(width)])];
-        for (items, g) in parts.into_iter().take(1 + usize::from(short > 0)) {
-            if items.is_empty() {
-                continue;
-            }
-            let scale = 1.0 / items.len() as f32;
-            for &h in items {
-                grad.add(h as usize, g, scale);
-            }
+        add_pooled_grads(grad, hist, &row[..d]);
+        if short > 0 {
+            add_pooled_grads(grad, &hist[..hist.len().min(short)], &row[d..2 * d]);
         }
+    }
+}
+
+/// Each of `items`' share of the gradient `g` of their mean.
+fn add_pooled_grads(grad: &mut SparseGrad, items: &[i32], g: &[f32]) {
+    let scale = 1.0 / items.len().max(1) as f32;
+    for &h in items {
+        grad.add(h as usize, g, scale);
     }
 }
 
