@@ -129,28 +129,8 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let (m_users, n) = (users.idx.len(), items.idx.len());
     let k_max = p.ks.iter().copied().max().unwrap_or(1).min(n);
     let exactly = p.ranking == RankingSource::Exact;
-    let all: Vec<usize> = (0..m_users).collect();
     let sample = exact::sample(m_users, p.exact_users, p.seed);
-    ctx.progress.set_length((m_users + sample.len()) as u64);
-    let done = AtomicUsize::new(0);
-    let tick = |k: usize| ctx.progress.set_position((done.fetch_add(k, Ordering::Relaxed) + k) as u64);
-    // Exact search for every user (`ranking: exact`) or the sample; the index's for
-    // the others. The index is built on one thread (see `search::build`); exact
-    // search, which does not need it, keeps the other cores busy meanwhile.
-    let (exact_rows, index_rows) = if exactly { (&all, &sample) } else { (&sample, &all) };
-    let (exact_seen, index_seen): (&Seen, &Seen) = if exactly { (&seen_of, &|_| &[]) } else { (&|_| &[], &seen_of) };
-    ctx.progress.set_message(if exactly {
-        "building the index, ranking exactly"
-    } else {
-        "building the index, exact check"
-    });
-    let (index, by_exact) =
-        rayon::join(|| search::build(&p, &items), || exact::rank(&users, exact_rows, &items, k_max, exact_seen, &tick));
-    let index = index?;
-    index.save(&ctx.output(&INDEX).to_string_lossy()).map_err(failed)?;
-    ctx.progress.set_message(if exactly { "checking the index" } else { "searching" });
-    let by_index = search::search_all(&index, &users, index_rows, k_max, index_seen, &tick)?;
-    let (found, checked) = if exactly { (by_exact?, by_index) } else { (by_index, by_exact?) };
+    let (found, checked) = rankings(ctx, &p, &users, &items, k_max, &seen_of, &sample)?;
 
     let ranked: Vec<Ranked> = (0..m_users)
         .map(|r| Ranked {
@@ -161,14 +141,12 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         .collect();
     let mut m = ranking::compute(&ranked, &p.ks, n);
     // Pairs of (the index's list, exact search's list) for the sampled users.
-    let pairs: Vec<(&[i32], &[i32])> =
-        sample
-            .iter()
-            .zip(&checked)
-            .map(|(&r, c)| {
-                if exactly { (c.keys.as_slice(), found[r].keys.as_slice()) } else { (&found[r].keys[..], &c.keys[..]) }
-            })
-            .collect();
+    let pairs: Vec<(&[i32], &[i32])> = sample
+        .iter()
+        .zip(&checked)
+        .map(|(&r, c)| (&found[r].keys[..], &c.keys[..]))
+        .map(|(ours, theirs)| if exactly { (theirs, ours) } else { (ours, theirs) })
+        .collect();
     for &k in &p.ks {
         m.insert(format!("index_recall@{k}"), index_recall(&pairs, k.min(n).max(1)));
     }
@@ -182,6 +160,41 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let how = if exactly { "exactly; index checked" } else { "by the index; exact check" };
     report.notes.push(format!("ranked {m_users} users against {n} items {how} on {} users", sample.len()));
     Ok(report)
+}
+
+/// The rankings of every user, and those of the `sample` by the other search: exact
+/// search's for the sample and the index's for all users, or with `ranking: exact`
+/// the other way round.
+fn rankings(
+    ctx: &StageCtx,
+    p: &EvaluateParams,
+    users: &Vectors,
+    items: &Vectors,
+    k_max: usize,
+    seen_of: &Seen,
+    sample: &[usize],
+) -> Result<(Vec<Found>, Vec<Found>), StageError> {
+    let exactly = p.ranking == RankingSource::Exact;
+    let all: Vec<usize> = (0..users.idx.len()).collect();
+    ctx.progress.set_length((all.len() + sample.len()) as u64);
+    let done = AtomicUsize::new(0);
+    let tick = |k: usize| ctx.progress.set_position((done.fetch_add(k, Ordering::Relaxed) + k) as u64);
+    let (exact_rows, index_rows) = if exactly { (&all[..], sample) } else { (sample, &all[..]) };
+    let (exact_seen, index_seen): (&Seen, &Seen) = if exactly { (seen_of, &|_| &[]) } else { (&|_| &[], seen_of) };
+    ctx.progress.set_message(if exactly {
+        "building the index, ranking exactly"
+    } else {
+        "building the index, exact check"
+    });
+    // The index is built on one thread (see `search::build`); exact search, which
+    // does not need it, keeps the other cores busy meanwhile.
+    let (index, by_exact) =
+        rayon::join(|| search::build(p, items), || exact::rank(users, exact_rows, items, k_max, exact_seen, &tick));
+    let index = index?;
+    index.save(&ctx.output(&INDEX).to_string_lossy()).map_err(failed)?;
+    ctx.progress.set_message(if exactly { "checking the index" } else { "searching" });
+    let by_index = search::search_all(&index, users, index_rows, k_max, index_seen, &tick)?;
+    Ok(if exactly { (by_exact?, by_index) } else { (by_index, by_exact?) })
 }
 
 /// The share of exact search's top `k` that the index found, over (index, exact)
