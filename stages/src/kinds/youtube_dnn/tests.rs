@@ -1,6 +1,11 @@
 //! Tests of the trainer's pieces against hand computations and candle's dense gradients.
 
+use super::host::{add_candidate_grads, add_history_grads, hit_mask};
+use super::sampler::CandidateSampler;
+use super::sparse::SparseGrad;
 use super::*;
+use crate::model::{EmbeddingTable, normalize, tower_forward, user_input};
+use candle_core::{DType, Device, Tensor, Var};
 
 fn close(a: f32, b: f32, tol: f32) {
     assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{a} != {b}");
