@@ -244,7 +244,8 @@ impl Remote {
         }
         let rel = format!("records/{}.json", record.key);
         let json = serde_json::to_vec_pretty(record).map_err(|e| self.fail(&format!("encoding {rel}"), e))?;
-        let put = c.rt.block_on(c.store.put_opts(&self.path(&rel), PutPayload::from(json), PutMode::Create.into()));
+        let payload = PutPayload::from(json);
+        let put = c.rt.block_on(c.store.put_opts(&self.path(&rel), payload.clone(), PutMode::Create.into()));
         match put {
             Ok(_) => Ok(Published::New),
             Err(object_store::Error::AlreadyExists { .. }) => {
@@ -253,8 +254,7 @@ impl Remote {
                     // Unreadable, or filed under another key: no one can use it, so
                     // this record replaces it (its objects are all up by now).
                     Ok(None) | Err(RemoteError::Corrupt { .. }) => {
-                        let json = serde_json::to_vec_pretty(record).map_err(|e| self.fail("encoding", e))?;
-                        c.rt.block_on(c.store.put(&self.path(&rel), PutPayload::from(json)))
+                        c.rt.block_on(c.store.put(&self.path(&rel), payload))
                             .map_err(|e| self.fail(&format!("replacing {rel}"), e))?;
                         return Ok(Published::New);
                     }

@@ -81,13 +81,12 @@ fn hold_tmp(store_root: &Path) -> Result<fs::File, crate::Error> {
 }
 
 fn open(path: &Path) -> Result<fs::File, crate::Error> {
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(crate::Error::io(path))
+    open_lock_file(path).map_err(crate::Error::io(path))
+}
+
+/// A lock file, made if missing and never truncated (its holder's line is read back).
+fn open_lock_file(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
 }
 
 fn locked(store_root: &Path, file: &mut fs::File) -> crate::Error {
@@ -120,7 +119,7 @@ pub(crate) fn hold_whole(path: &Path) -> std::io::Result<fs::File> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    let file = fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+    let file = open_lock_file(path)?;
     file.lock()?;
     Ok(file)
 }
