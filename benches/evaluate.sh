@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Evaluate at catalogue scale: the default pipeline at 5M synthetic clicks (200,000
 # users, 50,000 items), every stage's seconds and the run's peak RSS; then evaluate
-# alone, forced, RUNS times with its peak RSS, ranked by the index and exactly,
+# alone, forced, RUNS times with its peak RSS, ranked exactly and by the index,
 # interleaved; then the same exported vectors through usearch's Python binding
 # (inner product, as evaluate's index; HNSW build + top-200, 2 threads) and faiss IndexFlatIP
 # (exact top-200), from a venv kept in $HOME/.cache, so the ratio is measured on
@@ -22,7 +22,7 @@ for s in clicks split encode sample train export export_valid evaluate evaluate_
   python3 -c "import json; r=json.load(open('artifacts/latest/$s/.record.json')); print('  $s duration_s=%.2f' % r['duration_s'])"
 done
 for ((i = 1; i <= runs; i++)); do
-  for ranking in index exact; do
+  for ranking in exact index; do
     /usr/bin/time -f "%e %M" -o time.txt "$bin" run -j 2 --force evaluate --target evaluate "${big[@]}" \
       -P evaluate.ranking=$ranking "${extra[@]}" >/dev/null
     read -r wall rss <time.txt

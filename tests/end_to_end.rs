@@ -45,16 +45,17 @@ fn default_pipeline_beats_popularity_and_the_index_finds_what_exact_search_finds
     assert!(f("evaluate.coverage@50") > f("baseline.coverage@50"), "personalised lists cover more of the catalogue");
 }
 
-/// With `ranking: exact` the metrics come from exact search and the index is checked
-/// on the sample instead; where the index finds what exact search finds, both agree.
+/// By default the metrics come from exact search and the index is checked on the
+/// sample; with `ranking: index` the other way round. Where the index finds what
+/// exact search finds, both agree.
 #[test]
 fn exact_ranking_agrees_with_the_index_where_the_index_is_exact() {
     let p = default_run();
-    let r = p.dagrun(&["--store", "exact", "run", "--target", "evaluate", "-P", "evaluate.ranking=exact"]);
+    let r = p.dagrun(&["--store", "index", "run", "--target", "evaluate", "-P", "evaluate.ranking=index"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let exact: serde_json::Value = serde_json::from_str(&p.read("exact/latest/evaluate/.record.json")).unwrap();
-    let index = p.record("evaluate");
-    assert!(exact["notes"].to_string().contains("items exactly; index checked on"), "{}", exact["notes"]);
+    let index: serde_json::Value = serde_json::from_str(&p.read("index/latest/evaluate/.record.json")).unwrap();
+    let exact = p.record("evaluate");
+    assert!(index["notes"].to_string().contains("items by the index; exact check on"), "{}", index["notes"]);
     assert_eq!(exact["metrics"]["ranked_exactly"], 1.0);
     assert_eq!(index["metrics"]["ranked_exactly"], 0.0);
     let f = |rec: &serde_json::Value, k: &str| rec["metrics"][k].as_f64().unwrap();
@@ -72,9 +73,7 @@ fn evaluate_says_what_it_ranked_and_samples_the_exact_check_with_a_seed() {
     let items = p.record("export")["outputs"]["items"]["rows"].as_u64().unwrap();
     let notes = p.record("evaluate")["notes"].to_string();
     assert!(
-        notes.contains(&format!(
-            "ranked {users} users against {items} items by the index; exact check on {users} users"
-        )),
+        notes.contains(&format!("ranked {users} users against {items} items exactly; index checked on {users} users")),
         "{notes}"
     );
     let sampled = |store: &str, seed: &str| {
@@ -84,7 +83,7 @@ fn evaluate_says_what_it_ranked_and_samples_the_exact_check_with_a_seed() {
         let rec: serde_json::Value =
             serde_json::from_str(&p.read(&format!("{store}/latest/evaluate/.record.json"))).unwrap();
         assert_eq!(rec["metrics"]["index_recall_users"], 100.0);
-        assert!(rec["notes"].to_string().contains("exact check on 100 users"), "{}", rec["notes"]);
+        assert!(rec["notes"].to_string().contains("index checked on 100 users"), "{}", rec["notes"]);
         rec["outputs"]["metrics"]["hash"].clone()
     };
     let a = sampled("sample-a", "evaluate.seed=1");
@@ -287,10 +286,10 @@ fn an_unknown_device_is_a_load_error() {
 }
 
 /// The model options train and export a model that beats popularity, on both paths
-/// for `short_hist`; asking the device path for untied tables is a load error, found
-/// before anything runs.
+/// for `short_hist`; asking the device path for untied tables or dropout is a load
+/// error, found before anything runs.
 #[test]
-fn model_options_run_end_to_end_and_the_device_path_refuses_untied_tables() {
+fn model_options_run_end_to_end_and_the_device_path_refuses_host_only_options() {
     let p = default_run();
     let hr = |store: &str, opts: &[&str]| {
         let r = p.dagrun(&[&["--store", store, "run"][..], opts].concat());
@@ -304,7 +303,10 @@ fn model_options_run_end_to_end_and_the_device_path_refuses_untied_tables() {
         assert!(hr > popular, "{opts:?}: {hr} against {popular}");
         hr
     };
-    let host = hr("options", &["-P", "train.short_hist=2", "-P", "train.tie_item_embeddings=false"]);
+    let host = hr(
+        "options",
+        &["-P", "train.short_hist=2", "-P", "train.tie_item_embeddings=false", "-P", "train.dropout=0.2"],
+    );
     assert_ne!(host, p.record("evaluate")["metrics"]["hr@50"].as_f64().unwrap(), "the options changed the model");
     hr("device", &["-P", "train.short_hist=2", "-P", "train.path=device"]);
     assert!(p.read("device/latest/train/.record.json").contains("device path"));
@@ -312,6 +314,9 @@ fn model_options_run_end_to_end_and_the_device_path_refuses_untied_tables() {
         p.dagrun(&["--store", "refused", "run", "-P", "train.path=device", "-P", "train.tie_item_embeddings=false"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("train.tie_item_embeddings: false runs on the host path only"), "{}", r.stderr);
+    let r = p.dagrun(&["--store", "refused", "run", "-P", "train.path=device", "-P", "train.dropout=0.2"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("train.dropout: runs on the host path only"), "{}", r.stderr);
     assert!(!p.path().join("refused").exists(), "nothing was written to the store");
 }
 

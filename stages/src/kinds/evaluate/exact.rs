@@ -1,8 +1,8 @@
-//! Exact top-K by brute force, as a matrix product: blocks of users are scored
-//! against every item with one GEMM (candle's CPU matmul), and each user's best K,
-//! with and without the items the user has seen, are picked in one pass over the
-//! scores, blocks in parallel. Memory is one block of scores per thread, never
-//! users × items.
+//! Exact top-K by brute force, as a matrix product: a block of users is scored
+//! against a tile of items at a time with one GEMM (candle's CPU matmul), and each
+//! user's best K, with and without the items the user has seen, are picked as the
+//! tiles' scores go by, blocks in parallel. Memory is one tile of scores per thread,
+//! never users × items.
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
@@ -13,10 +13,14 @@ use crate::schema::vectors::Vectors;
 use crate::table::failed;
 use dagrun_kind::StageError;
 
-/// Users scored by one GEMM: 32 × 50k items × 4 bytes is 6 MB of scores a block. At
-/// 5M clicks ranking every user took 26 s with 32 and 33 s with 128, where the larger
-/// block's scores no longer stayed in cache between the GEMM and the scan.
-const BLOCK: usize = 32;
+/// Users scored by one GEMM, and items: 256 × 1024 × 4 bytes is 1 MB of scores, which
+/// stay in cache between the GEMM that writes them and the scan that reads them. At
+/// 5M clicks ranking every user took 11.4–13.3 s so, 15.8–16.5 s with blocks of 64
+/// users × 4096 items (candle's GEMM packs the item tile once per block of users),
+/// 23.5 s with whole rows of 32 users, and 12–15 s with 512 × 512, 256 × 2048 or
+/// 1024 × 256 (within the noise).
+const BLOCK: usize = 256;
+const TILE: usize = 1024;
 
 /// Scores tested at once against the k-th best so far.
 const CHUNK: usize = 16;
@@ -25,36 +29,89 @@ const CHUNK: usize = 16;
 /// best `k` items, and the best `k` of those not in `seen` (sorted), best first;
 /// equal scores rank the smaller key first, so the result does not depend on the
 /// order of work.
-///
-/// One pass over the scores; an item goes further than one comparison only when it
-/// could beat the k-th best so far (see `Best`).
+#[cfg(test)]
 pub fn best_of(scores: &[f32], keys: &[i32], k: usize, seen: &[i32]) -> Found {
-    let (mut all, mut unseen) = (Best::new(k), Best::new(k));
-    for (scores, keys) in scores.chunks(CHUNK).zip(keys.chunks(CHUNK)) {
-        // An item below the k-th best unseen item so far is below the k-th best item
-        // overall at the end, so it can enter neither ranking. Most chunks hold no item
-        // that could; a branch-free test of the whole chunk skips them (at 5M clicks
-        // ranking every user took 26.0 s with it, 27.6 s without).
-        if !scores.iter().fold(false, |any, &score| any | unseen.could_take(score)) {
-            continue;
-        }
-        for (&score, &key) in scores.iter().zip(keys) {
-            if !unseen.could_take(score) {
-                continue;
+    let mut picker = Picker::new(k, seen);
+    picker.scan(scores, keys);
+    picker.finish()
+}
+
+/// One user's two rankings, built by scanning its scores a tile at a time. An item
+/// goes further than one comparison only when it could beat the k-th best so far
+/// (see `Best`).
+struct Picker<'s> {
+    k: usize,
+    seen: &'s [i32],
+    /// The best k + |seen| items while the user has seen at most `k` items: the best
+    /// `k` unseen items are among them, so one selection gives both rankings. The
+    /// best `k` otherwise.
+    all: Best,
+    /// The best `k` unseen items, kept apart for users who have seen more than `k`.
+    unseen: Option<Best>,
+}
+
+impl<'s> Picker<'s> {
+    fn new(k: usize, seen: &'s [i32]) -> Picker<'s> {
+        let deep = seen.len() <= k;
+        let all = Best::new(if deep { k + seen.len() } else { k });
+        Picker { k, seen, all, unseen: (!deep).then(|| Best::new(k)) }
+    }
+
+    fn scan(&mut self, scores: &[f32], keys: &[i32]) {
+        let whole = scores.len() / CHUNK * CHUNK;
+        for (scores, keys) in scores[..whole].chunks_exact(CHUNK).zip(keys.chunks_exact(CHUNK)) {
+            // An item below the k-th best unseen item so far is below the k-th best
+            // item overall at the end, so it can enter neither ranking. Most chunks
+            // hold no item that could; a branch-free test of the whole chunk finds
+            // those that might.
+            let bar = self.bar();
+            let mut may = scores.iter().enumerate().fold(0u32, |m, (i, &score)| m | (u32::from(score >= bar) << i));
+            while may != 0 {
+                let i = may.trailing_zeros() as usize;
+                self.offer(Candidate::new(scores[i], keys[i]));
+                may &= may - 1;
             }
-            let c = Candidate { score, key };
-            all.offer(c);
-            if seen.binary_search(&key).is_err() {
-                unseen.offer(c);
+        }
+        for (&score, &key) in scores[whole..].iter().zip(&keys[whole..]) {
+            self.offer(Candidate::new(score, key));
+        }
+    }
+
+    /// The score an item needs to enter either ranking (+∞ when nothing is wanted).
+    fn bar(&self) -> f32 {
+        let best = self.unseen.as_ref().unwrap_or(&self.all);
+        if best.k == 0 { f32::INFINITY } else { best.worst }
+    }
+
+    fn offer(&mut self, c: Candidate) {
+        match &mut self.unseen {
+            None => self.all.offer(c),
+            Some(unseen) => {
+                if !unseen.could_take(c.score) {
+                    return;
+                }
+                self.all.offer(c);
+                if self.seen.binary_search(&c.key).is_err() {
+                    unseen.offer(c);
+                }
             }
         }
     }
-    let all = all.into_sorted();
-    let any_seen = all.iter().any(|c| seen.binary_search(&c.key).is_ok());
-    Found {
-        keys: all.iter().map(|c| c.key).collect(),
-        scores: all.iter().map(|c| c.score).collect(),
-        unseen: any_seen.then(|| unseen.into_sorted().iter().map(|c| c.key).collect()),
+
+    fn finish(self) -> Found {
+        let is_seen = |c: &Candidate| self.seen.binary_search(&c.key).is_ok();
+        let mut all = self.all.into_sorted();
+        let unseen: Vec<Candidate> = match self.unseen {
+            Some(unseen) => unseen.into_sorted(),
+            None => all.iter().filter(|c| !is_seen(c)).take(self.k).copied().collect(),
+        };
+        all.truncate(self.k);
+        let any_seen = all.iter().any(is_seen);
+        Found {
+            keys: all.iter().map(|c| c.key).collect(),
+            scores: all.iter().map(|c| c.score).collect(),
+            unseen: any_seen.then(|| unseen.iter().map(|c| c.key).collect()),
+        }
     }
 }
 
@@ -71,7 +128,7 @@ struct Best {
 
 impl Best {
     fn new(k: usize) -> Best {
-        Best { k, buf: Vec::with_capacity(4 * k), worst: f32::NEG_INFINITY }
+        Best { k, buf: Vec::with_capacity(2 * k), worst: f32::NEG_INFINITY }
     }
 
     /// False when `score` is below the k-th best so far (an equal score may still win
@@ -83,7 +140,7 @@ impl Best {
     fn offer(&mut self, c: Candidate) {
         if self.could_take(c.score) {
             self.buf.push(c);
-            if self.buf.len() >= 4 * self.k {
+            if self.buf.len() >= 2 * self.k {
                 self.cut();
             }
         }
@@ -110,6 +167,14 @@ impl Best {
 struct Candidate {
     score: f32,
     key: i32,
+}
+
+impl Candidate {
+    /// −0 and +0 are equal scores, but `total_cmp` ranks −0 below: adding +0 turns
+    /// −0 into +0 and leaves every other score as it is.
+    fn new(score: f32, key: i32) -> Candidate {
+        Candidate { score: score + 0.0, key }
+    }
 }
 
 impl Ord for Candidate {
@@ -143,9 +208,16 @@ pub fn rank<'s>(
     seen: &(dyn Fn(usize) -> &'s [i32] + Sync),
     done: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<Found>, StageError> {
-    let d = items.dim;
-    let items_t =
-        Tensor::from_slice(&items.data, (items.idx.len(), d), &Device::Cpu).and_then(|t| t.t()).map_err(failed)?;
+    let (d, n) = (items.dim, items.idx.len());
+    let tiles: Vec<(std::ops::Range<usize>, Tensor)> = (0..n)
+        .step_by(TILE)
+        .map(|start| {
+            let r = start..(start + TILE).min(n);
+            let t = Tensor::from_slice(&items.data[r.start * d..r.end * d], (r.len(), d), &Device::Cpu)?.t()?;
+            Ok((r, t))
+        })
+        .collect::<candle_core::Result<_>>()
+        .map_err(failed)?;
     let blocks: Vec<Vec<Found>> = rows
         .par_chunks(BLOCK)
         .map(|block| {
@@ -153,22 +225,33 @@ pub fn rank<'s>(
             for &r in block {
                 q.extend_from_slice(&users.data[r * d..(r + 1) * d]);
             }
-            let scores = Tensor::from_vec(q, (block.len(), d), &Device::Cpu)
-                .and_then(|q| q.matmul(&items_t))
-                .and_then(|s| s.flatten_all())
-                .and_then(|s| s.to_vec1::<f32>())
+            let q = Tensor::from_vec(q, (block.len(), d), &Device::Cpu).map_err(failed)?;
+            let mut pickers: Vec<Picker> = block.iter().map(|&r| Picker::new(k, seen(r))).collect();
+            for (r, tile) in &tiles {
+                let scores = q.matmul(tile).map_err(failed)?;
+                in_place(&scores, |scores| {
+                    for (picker, row) in pickers.iter_mut().zip(scores.chunks(r.len())) {
+                        picker.scan(row, &items.idx[r.clone()]);
+                    }
+                })
                 .map_err(failed)?;
-            let n = items.idx.len();
-            let lists: Vec<Found> = block
-                .iter()
-                .enumerate()
-                .map(|(b, &r)| best_of(&scores[b * n..(b + 1) * n], &items.idx, k, seen(r)))
-                .collect();
+            }
             done(block.len());
-            Ok(lists)
+            Ok(pickers.into_iter().map(Picker::finish).collect())
         })
         .collect::<Result<_, StageError>>()?;
     Ok(blocks.into_iter().flatten().collect())
+}
+
+/// Runs `f` on a CPU tensor's values where they lie: copying each block of scores out
+/// (`to_vec1`) was 5% of the cycles of ranking every user at 5M clicks.
+fn in_place(t: &Tensor, f: impl FnOnce(&[f32])) -> candle_core::Result<()> {
+    let (storage, layout) = t.storage_and_layout();
+    let (candle_core::Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
+        candle_core::bail!("exact search scores a contiguous tensor on the CPU");
+    };
+    f(&cpu.as_slice::<f32>()?[start..end]);
+    Ok(())
 }
 
 /// Which of `n` users the exact check covers: all when there are at most `m`,
@@ -206,15 +289,20 @@ mod tests {
             .filter(|&j| keep(items.idx[j]))
             .map(|j| (q.iter().zip(&items.data[j * d..(j + 1) * d]).map(|(a, b)| a * b).sum(), items.idx[j]))
             .collect();
-        all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        all.sort_by(|a, b| b.0.partial_cmp(&a.0).expect("no NaN").then(a.1.cmp(&b.1)));
         all.into_iter().take(k).map(|(_, key)| key).collect()
     }
 
     #[test]
     fn blocked_rankings_equal_a_full_sort_with_ties_with_and_without_seen_items() {
-        let (users, items) = (vectors(300, 4, 1), vectors(500, 4, 2));
+        // Two blocks of users, three tiles of items; half the users have seen more
+        // items than K (two selections), half fewer (one selection K + |seen| deep).
+        let (users, items) = (vectors(300, 4, 1), vectors(2500, 4, 2));
         let rows: Vec<usize> = (0..300).collect();
-        let seen: Vec<Vec<i32>> = (0..300).map(|r| (1..=500).filter(|i| (i + r) % 5 == 0).collect()).collect();
+        let every = |r: usize| if r.is_multiple_of(2) { 5 } else { 300 };
+        let seen: Vec<Vec<i32>> =
+            (0..300).map(|r| (1..=2500).filter(|&i| (i as usize + r).is_multiple_of(every(r))).collect()).collect();
+        assert!(seen[1].len() < 20 && seen[0].len() > 20);
         let got = rank(&users, &rows, &items, 20, &|r| &seen[r], &|_| {}).unwrap();
         for (r, found) in got.iter().enumerate() {
             let q = &users.data[r * 4..(r + 1) * 4];

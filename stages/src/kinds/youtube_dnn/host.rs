@@ -183,7 +183,8 @@ impl Trainer {
         let width = self.config.input_dim();
         let x = Var::from_tensor(&Tensor::from_vec(input, (b, width), dev).map_err(f)?).map_err(f)?;
         let cand_v = Var::from_tensor(&Tensor::from_vec(cand, (n_cand, d), dev).map_err(f)?).map_err(f)?;
-        let loss_t = self.loss(x.as_tensor(), cand_v.as_tensor(), &targets, &sampled, &t_slots, &s_slots).map_err(f)?;
+        let x_in = dropped(&mut self.rng, self.p.dropout, x.as_tensor()).map_err(f)?;
+        let loss_t = self.loss(&x_in, cand_v.as_tensor(), &targets, &sampled, &t_slots, &s_slots).map_err(f)?;
         let loss = loss_t.to_scalar::<f32>().map_err(f)? as f64;
         let grads = loss_t.backward().map_err(f)?;
 
@@ -352,4 +353,17 @@ pub(super) fn hit_mask(
         }
     }
     Tensor::from_vec(m, (targets.len(), columns.len()), dev)
+}
+
+/// The tower input `x` with `dropout` of its values zeroed and the rest scaled up, by
+/// a mask from the trainer's seeded generator, so that runs repeat. Without dropout it
+/// draws nothing, so the negatives are those of a run without it.
+fn dropped(rng: &mut Rng, dropout: f64, x: &Tensor) -> candle_core::Result<Tensor> {
+    if dropout == 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = 1.0 - dropout;
+    let scale = (1.0 / keep) as f32;
+    let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.f64() < keep { scale } else { 0.0 }).collect();
+    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
 }

@@ -91,6 +91,9 @@ pub struct TrainParams {
     pub tie_item_embeddings: bool,
     /// The n most recent history items pooled apart as well (0: off).
     pub short_hist: usize,
+    /// The share of the tower's input zeroed at random while training, the rest
+    /// scaled by 1 / (1 − dropout) (0: off; the host path only).
+    pub dropout: f64,
     pub temperature: f64,
     pub loss: Loss,
     pub num_sampled: usize,
@@ -120,6 +123,7 @@ impl Default for TrainParams {
             use_user_id: true,
             tie_item_embeddings: true,
             short_hist: 0,
+            dropout: 0.0,
             temperature: 0.05,
             loss: Loss::SampledSoftmax,
             num_sampled: 255,
@@ -192,6 +196,12 @@ impl Params for TrainParams {
         params::ensure(self.tie_item_embeddings || !device_path, "tie_item_embeddings", || {
             "false runs on the host path only, so not with path device or loss full".into()
         })?;
+        params::ensure((0.0..1.0).contains(&self.dropout), "dropout", || {
+            format!("must lie in [0, 1), not {}", self.dropout)
+        })?;
+        params::ensure(self.dropout == 0.0 || !device_path, "dropout", || {
+            "runs on the host path only, so not with path device or loss full".into()
+        })?;
         crate::model::DeviceName::parse(&self.device).map(|_| ()).map_err(|m| params::ParamError::at("device", m))
     }
 }
@@ -229,7 +239,10 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
     let on_device = match p.path {
         TrainPath::Host => false,
         TrainPath::Device => true,
-        TrainPath::Auto => (device.is_cuda() && p.loss != Loss::Mixed && p.tie_item_embeddings) || p.loss == Loss::Full,
+        TrainPath::Auto => {
+            (device.is_cuda() && p.loss != Loss::Mixed && p.tie_item_embeddings && p.dropout == 0.0)
+                || p.loss == Loss::Full
+        }
     };
     let trainer = Trainer::new(&p, config, &examples, device)?;
     let (model, log) = if on_device {
