@@ -66,6 +66,23 @@ fn exact_ranking_agrees_with_the_index_where_the_index_is_exact() {
     }
 }
 
+/// Test evaluation searches the index validation built over the same item vectors
+/// instead of building it again; an `index` that is not one is bad input, exit 2.
+#[test]
+fn evaluate_reuses_the_validation_index_and_refuses_one_that_is_not() {
+    let p = default_run();
+    let (test, valid) = (p.record("evaluate"), p.record("evaluate_valid"));
+    assert_eq!(test["outputs"]["index"]["hash"], valid["outputs"]["index"]["hash"]);
+    assert!(test["notes"].to_string().contains("searched the index given as input `index`"), "{}", test["notes"]);
+    assert!(!valid["notes"].to_string().contains("given as input"), "{}", valid["notes"]);
+    std::fs::write(p.path().join("garbage.usearch"), b"not an index").unwrap();
+    let yaml = p.read("pipeline.yaml").replace("index: evaluate_valid.index", "index: garbage.usearch");
+    std::fs::write(p.path().join("garbage.yaml"), yaml).unwrap();
+    let r = p.dagrun(&["--store", "garbage", "run", "garbage.yaml", "--target", "evaluate"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("garbage.usearch: input `index` is not a usearch index"), "{}", r.stdout);
+}
+
 #[test]
 fn evaluate_says_what_it_ranked_and_samples_the_exact_check_with_a_seed() {
     let p = default_run();
@@ -346,7 +363,8 @@ fn a_pipeline_without_the_holdout_keeps_every_click_but_the_last_for_training() 
         .replace("    params: {valid: true}\n", "")
         .replace("valid: split.valid, ", "")
         .replace("valid: encode.valid, ", "")
-        .replace(", also_seen: encode.valid", "");
+        .replace(", also_seen: encode.valid", "")
+        .replace(", index: evaluate_valid.index", "");
     let cut = old.find("\n  export_valid:").unwrap();
     let end = old[cut + 1..].find("\n  evaluate:").unwrap() + cut + 1;
     let cut2 = old.find("\n  evaluate_valid:").unwrap();

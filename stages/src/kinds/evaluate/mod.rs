@@ -82,8 +82,9 @@ pub const SPEC: KindSpec = KindSpec {
     summary: "usearch HNSW index over item vectors; top-K per test user; HR, NDCG, MRR, coverage, index recall",
     inputs: &["users", "items", "seen"],
     // More clicks to leave out of the `_excl` rankings: the validation clicks, when
-    // test users are evaluated.
-    optional_inputs: &[ALSO_SEEN],
+    // test users are evaluated; and the index of another evaluate over the same
+    // items, to search instead of building it again.
+    optional_inputs: &[ALSO_SEEN, INDEX.name],
     outputs: &[INDEX, TOPK, METRICS],
     fingerprint: crate::fingerprints::EVALUATE,
     params: params::check::<EvaluateParams>,
@@ -160,6 +161,9 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     report.rows.insert("topk".into(), rows);
     let how = if exactly { "exactly; index checked" } else { "by the index; exact check" };
     report.notes.push(format!("ranked {m_users} users against {n} items {how} on {} users", sample.len()));
+    if ctx.optional_input(INDEX.name).is_some() {
+        report.notes.push("searched the index given as input `index`".into());
+    }
     Ok(report)
 }
 
@@ -189,10 +193,14 @@ fn rankings(
     });
     // The index is built on one thread (see `search::build`); exact search, which
     // does not need it, keeps the other cores busy meanwhile.
-    let (index, by_exact) =
-        rayon::join(|| search::build(p, items), || exact::rank(users, exact_rows, items, k_max, exact_seen, &tick));
+    let given = ctx.optional_input(INDEX.name);
+    let index = || given.map_or_else(|| search::build(p, items), |path| search::reuse(p, items, path));
+    let (index, by_exact) = rayon::join(index, || exact::rank(users, exact_rows, items, k_max, exact_seen, &tick));
     let index = index?;
-    index.save(&ctx.output(&INDEX).to_string_lossy()).map_err(failed)?;
+    match given {
+        Some(path) => std::fs::copy(path, ctx.output(&INDEX)).map(|_| ())?,
+        None => index.save(&ctx.output(&INDEX).to_string_lossy()).map_err(failed)?,
+    }
     ctx.progress.set_message(if exactly { "checking the index" } else { "searching" });
     let by_index = search::search_all(&index, users, index_rows, k_max, index_seen, &tick)?;
     Ok(if exactly { (by_exact?, by_index) } else { (by_index, by_exact?) })
