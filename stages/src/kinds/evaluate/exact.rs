@@ -15,7 +15,7 @@ use dagrun_kind::StageError;
 
 /// Users scored by one GEMM, and items: 256 × 1024 × 4 bytes is 1 MB of scores, which
 /// stay in cache between the GEMM that writes them and the scan that reads them. At
-/// 5M clicks ranking every user took 11.4–13.3 s so, 15.8–16.5 s with blocks of 64
+/// 5M clicks ranking every user took 11.4–13.3 s with these, 15.8–16.5 s with 64
 /// users × 4096 items (candle's GEMM packs the item tile once per block of users),
 /// 23.5 s with whole rows of 32 users, and 12–15 s with 512 × 512, 256 × 2048 or
 /// 1024 × 256 (within the noise).

@@ -31,9 +31,10 @@ pub struct EvaluateParams {
     /// Where the rankings (metrics and `topk`) come from: `exact` search, so that the
     /// metrics do not depend on the index, or the `index`, as a service would serve
     /// them. Exact by default since it is also the faster: at 5M clicks (187k users ×
-    /// 50k items) evaluate took 16.7–18.2 s ranking exactly against 26–28 s by the
-    /// index, whose build (one thread) then runs beside the exact ranking instead of
-    /// before the search.
+    /// 50k items, `benches/evaluate.sh`, each building its own index) evaluate took
+    /// 14.2–20.1 s (median 15.8) ranking exactly against 21.5–24.7 s (median 23.8) by
+    /// the index, whose build (one thread) then runs beside the exact ranking instead
+    /// of before the search.
     pub ranking: RankingSource,
     /// HNSW graph degree (usearch `connectivity`).
     pub connectivity: usize,

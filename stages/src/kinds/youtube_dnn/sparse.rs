@@ -55,6 +55,8 @@ fn prefetch(values: &[f32]) {
         // reads nothing into the program, whatever the address.
         unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
 }
 
 /// Gradient rows accumulated per item (or feature code) for one step.
