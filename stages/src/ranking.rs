@@ -90,11 +90,8 @@ pub fn compute(users: &[Ranked], ks: &[usize], catalogue: usize) -> BTreeMap<Str
 /// pass in parallel: a set per cut-off over 37M entries (187k users × 200) took more
 /// than a second.
 fn best_ranks(users: &[Ranked], k_max: usize) -> FastMap<i32, usize> {
-    let merge = |mut a: FastMap<i32, usize>, b: FastMap<i32, usize>| {
-        for (item, r) in b {
-            a.entry(item).and_modify(|best| *best = (*best).min(r)).or_insert(r);
-        }
-        a
+    let keep = |best: &mut FastMap<i32, usize>, item: i32, r: usize| {
+        best.entry(item).and_modify(|b| *b = (*b).min(r)).or_insert(r);
     };
     users
         .par_chunks(4096)
@@ -102,12 +99,15 @@ fn best_ranks(users: &[Ranked], k_max: usize) -> FastMap<i32, usize> {
             let mut best = FastMap::default();
             for u in chunk {
                 for (r, &item) in u.ranking.iter().take(k_max).enumerate() {
-                    best.entry(item).and_modify(|b: &mut usize| *b = (*b).min(r)).or_insert(r);
+                    keep(&mut best, item, r);
                 }
             }
             best
         })
-        .reduce(FastMap::default, merge)
+        .reduce(FastMap::default, |mut a, b| {
+            b.into_iter().for_each(|(item, r)| keep(&mut a, item, r));
+            a
+        })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::schema::vectors::Vectors;
 use crate::table::failed;
 use dagrun_kind::StageError;
 
-/// The index of the item vectors (cosine, f32), keyed by item index. Adds run on one
+/// The index of the item vectors (inner product, f32), keyed by item index. Adds run on one
 /// thread in key order: a multi-threaded build links the graph in whatever order the
 /// threads get there, and the index file would differ from run to run.
 pub fn build(p: &EvaluateParams, items: &Vectors) -> Result<Index, StageError> {
@@ -31,8 +31,6 @@ pub fn build(p: &EvaluateParams, items: &Vectors) -> Result<Index, StageError> {
     for (row, &key) in items.idx.iter().enumerate() {
         index.add(key as u64, &items.data[row * d..(row + 1) * d]).map_err(failed)?;
     }
-    // One search context per thread that will search it.
-    index.reserve_capacity_and_threads(items.idx.len(), rayon::current_num_threads()).map_err(failed)?;
     Ok(index)
 }
 
@@ -66,7 +64,6 @@ pub fn reuse(p: &EvaluateParams, items: &Vectors, path: &Path) -> Result<Index, 
         }
     }
     index.change_expansion_search(p.expansion_search);
-    index.reserve_capacity_and_threads(items.idx.len(), rayon::current_num_threads()).map_err(failed)?;
     Ok(index)
 }
 
@@ -81,6 +78,8 @@ pub fn search_all<'s>(
     seen: &(dyn Fn(usize) -> &'s [i32] + Sync),
     done: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<Found>, StageError> {
+    // One search context per thread that searches it, whoever built it.
+    index.reserve_capacity_and_threads(index.size(), rayon::current_num_threads()).map_err(failed)?;
     let (d, expansion) = (users.dim, index.expansion_search());
     let finished = AtomicUsize::new(0);
     rows.par_iter()

@@ -248,20 +248,12 @@ impl Trainer {
         let vt = items.index_select(&Tensor::from_slice(t_slots, b, dev)?, 0)?;
         let (logits, labels) = match self.p.loss {
             Loss::SampledSoftmax => {
-                let s = sampled.len();
-                let vs = items.index_select(&Tensor::from_slice(s_slots, s, dev)?, 0)?;
                 // log-Q: the expected count of an item among s draws is s·Q(item).
-                let ln_s = (s as f32).ln();
+                let ln_s = (sampled.len() as f32).ln();
                 let q_t: Vec<f32> = targets.iter().map(|&t| self.sampler.log_q[t as usize] + ln_s).collect();
-                let q_s: Vec<f32> = sampled.iter().map(|&i| self.sampler.log_q[i as usize] + ln_s).collect();
                 let true_logit =
                     (u.mul(&vt)?.sum_keepdim(1)?.affine(inv_t, 0.0)? - Tensor::from_vec(finite(q_t), (b, 1), dev)?)?;
-                let samp = u.matmul(&vs.t()?)?.affine(inv_t, 0.0)?.broadcast_sub(&Tensor::from_vec(
-                    finite(q_s),
-                    (1, s),
-                    dev,
-                )?)?;
-                let samp = (samp + hit_mask(targets, sampled, false, dev)?)?;
+                let samp = sampled_logits(&u, &items, targets, sampled, s_slots, &self.sampler.log_q, inv_t)?;
                 (Tensor::cat(&[&true_logit, &samp], 1)?, Tensor::zeros(b, DType::U32, dev)?)
             }
             Loss::Full => candle_core::bail!("loss full runs on the device path only"),
@@ -270,13 +262,7 @@ impl Trainer {
                 let inb = u.matmul(&vt.t()?)?.affine(inv_t, 0.0)?.broadcast_sub(&Tensor::from_vec(q, (1, b), dev)?)?;
                 let inb = (inb + hit_mask(targets, targets, true, dev)?)?;
                 let logits = if self.p.loss == Loss::Mixed && !sampled.is_empty() {
-                    let s = sampled.len();
-                    let vs = items.index_select(&Tensor::from_slice(s_slots, s, dev)?, 0)?;
-                    let q_s: Vec<f32> =
-                        sampled.iter().map(|&i| self.uniform.log_q[i as usize] + (s as f32).ln()).collect();
-                    let samp =
-                        u.matmul(&vs.t()?)?.affine(inv_t, 0.0)?.broadcast_sub(&Tensor::from_vec(q_s, (1, s), dev)?)?;
-                    let samp = (samp + hit_mask(targets, sampled, false, dev)?)?;
+                    let samp = sampled_logits(&u, &items, targets, sampled, s_slots, &self.uniform.log_q, inv_t)?;
                     Tensor::cat(&[&inb, &samp], 1)?
                 } else {
                     inb
@@ -328,6 +314,26 @@ fn add_pooled_grads(grad: &mut SparseGrad, items: &[i32], g: &[f32]) {
     for &h in items {
         grad.add(h as usize, g, scale);
     }
+}
+
+/// The logits of the users `u` against the `sampled` negatives (rows `s_slots` of the
+/// candidates `items`), each less its log of expected count s·Q (`log_q`), with the
+/// accidental hits masked.
+fn sampled_logits(
+    u: &Tensor,
+    items: &Tensor,
+    targets: &[i32],
+    sampled: &[i32],
+    s_slots: &[u32],
+    log_q: &[f32],
+    inv_t: f64,
+) -> candle_core::Result<Tensor> {
+    let (s, dev) = (sampled.len(), u.device());
+    let vs = items.index_select(&Tensor::from_slice(s_slots, s, dev)?, 0)?;
+    let ln_s = (s as f32).ln();
+    let q_s: Vec<f32> = sampled.iter().map(|&i| log_q[i as usize] + ln_s).collect();
+    let samp = u.matmul(&vs.t()?)?.affine(inv_t, 0.0)?.broadcast_sub(&Tensor::from_vec(finite(q_s), (1, s), dev)?)?;
+    samp + hit_mask(targets, sampled, false, dev)?
 }
 
 /// Items never drawn have log Q = -inf; as a target their correction is dropped.
