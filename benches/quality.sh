@@ -6,6 +6,8 @@
 #    the test metrics are not looked at.
 # 2. The picked setting over training seeds 0, 1, 2 (one stage at a time): validation and test HR@10,
 #    HR@50, NDCG@50, HR_excl@10, mean and spread (min–max), and training seconds.
+# 3. Each model option added to the picked setting, over the same seeds: validation HR@50 and
+#    HR@10 only (an option that won there would be picked, and only then tested).
 # Usage: benches/quality.sh [path/to/dagrun] [ml-100k dir]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -49,3 +51,18 @@ t = [r["metrics"]["train.train_seconds"] for r in rows]
 print(f"train_s per seed (newest first)={' '.join(f'{x:.1f}' for x in t)}  most-popular test: hr@10={base['hr@10']:.4f} hr@50={base['hr@50']:.4f} "
       f"ndcg@50={base['ndcg@50']:.4f} hr_excl@10={base['hr_excl@10']:.4f}")
 PY
+
+for option in train.genres=true train.recent=2 train.tie_item_embeddings=false train.dropout=0.1; do
+  "$bin" run -j 2 -I clicks.data="$data" "${picked_flags[@]}" -P "$option" -S train.seed=0,1,2 \
+    --target evaluate_valid >option.txt
+  "$bin" exp -I clicks.data="$data" -n 3 --json --metric evaluate_valid.hr@50 --metric evaluate_valid.hr@10 >option.json
+  OPTION="$option" python3 - <<'PY'
+import json, os
+rows = sorted(json.load(open("option.json")), key=lambda r: r["params"]["train.seed"])
+cells = []
+for m in ("hr@50", "hr@10"):
+    v = [r["metrics"][f"evaluate_valid.{m}"] for r in rows]
+    cells.append(f"{m}={sum(v)/len(v):.4f} [{' / '.join(f'{x:.4f}' for x in v)}]")
+print(f"option {os.environ['OPTION']:32} valid (seeds 0-2): " + "  ".join(cells))
+PY
+done

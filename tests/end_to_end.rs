@@ -303,8 +303,8 @@ fn an_unknown_device_is_a_load_error() {
 }
 
 /// The model options train and export a model that beats popularity, on both paths
-/// for `short_hist`; asking the device path for untied tables or dropout is a load
-/// error, found before anything runs.
+/// for `short_hist` and `recent`; asking the device path for untied tables or dropout
+/// is a load error, found before anything runs.
 #[test]
 fn model_options_run_end_to_end_and_the_device_path_refuses_host_only_options() {
     let p = default_run();
@@ -322,10 +322,19 @@ fn model_options_run_end_to_end_and_the_device_path_refuses_host_only_options() 
     };
     let host = hr(
         "options",
-        &["-P", "train.short_hist=2", "-P", "train.tie_item_embeddings=false", "-P", "train.dropout=0.2"],
+        &[
+            "-P",
+            "train.short_hist=2",
+            "-P",
+            "train.recent=2",
+            "-P",
+            "train.tie_item_embeddings=false",
+            "-P",
+            "train.dropout=0.2",
+        ],
     );
     assert_ne!(host, p.record("evaluate")["metrics"]["hr@50"].as_f64().unwrap(), "the options changed the model");
-    hr("device", &["-P", "train.short_hist=2", "-P", "train.path=device"]);
+    hr("device", &["-P", "train.short_hist=2", "-P", "train.recent=2", "-P", "train.path=device"]);
     assert!(p.read("device/latest/train/.record.json").contains("device path"));
     let r =
         p.dagrun(&["--store", "refused", "run", "-P", "train.path=device", "-P", "train.tie_item_embeddings=false"]);

@@ -92,6 +92,48 @@ fn movielens_100k_figures() {
     }
 }
 
+/// MovieLens-100k's genres travel from `ml-100k.item` through ingest and encode into
+/// the item vectors of a model trained with `genres: true`; asking for them without
+/// the `items` input, or on the device path, is bad input.
+#[test]
+#[ignore = "needs ../shared/data/ml-100k (.ci/run includes it when the data is there)"]
+fn movielens_100k_genres_reach_the_item_vectors() {
+    let data = common::movielens();
+    let p = Project::shipped("examples/movielens-100k.yaml");
+    let input = format!("clicks.data={}", data.display());
+    let vectors = |store: &str, genres: &str| {
+        let args =
+            ["--store", store, "run", "--target", "export_valid", "-I", &input, "-P", "train.epochs=2", "-P", genres];
+        let r = p.dagrun(&args);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        let sql = "SELECT embedding FROM export_valid_items ORDER BY item_id LIMIT 20";
+        let r = p.dagrun(&["--store", store, "sql", "--format", "json", sql]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+    };
+    let plain = vectors("plain", "train.genres=false");
+    let with = vectors("genres", "train.genres=true");
+    assert_ne!(plain, with, "the genres moved the item vectors");
+    let record = |stage: &str| -> serde_json::Value {
+        serde_json::from_str(&p.read(&format!("genres/latest/{stage}/.record.json"))).unwrap()
+    };
+    // 1,682 films with 2,893 genre flags among them (RecBole's `class` field).
+    assert_eq!(record("clicks")["outputs"]["items"]["rows"], 2893);
+    assert_eq!(record("encode")["outputs"]["items"]["rows"], 2893);
+    let config: serde_json::Value = serde_json::from_str(&p.read("genres/latest/train/config.json")).unwrap();
+    assert_eq!(config["genres"], 20, "19 genres and padding");
+
+    let unwired = p.read("pipeline.yaml").replace(", items: encode.items}", "}");
+    p.write("pipeline.yaml", &unwired);
+    let r = p.dagrun(&["--store", "genres", "run", "--target", "train", "-I", &input, "-P", "train.genres=true"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("param `genres: true` needs input `items`"), "{}", r.stdout);
+    let r =
+        p.dagrun(&["--store", "refused", "run", "-I", &input, "-P", "train.genres=true", "-P", "train.path=device"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("train.genres: true runs on the host path only"), "{}", r.stderr);
+}
+
 #[test]
 #[ignore = "needs ../shared/data/ml-100k (.ci/run includes it when the data is there)"]
 fn movielens_100k_the_device_path_learns_like_the_host_path() {

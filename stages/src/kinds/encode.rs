@@ -1,5 +1,6 @@
-//! Kind `encode`: label-encodes user ids, item ids and categorical user features
-//! (sorted unique values → 1..n, 0 = padding/unknown) and normalises dense features.
+//! Kind `encode`: label-encodes user ids, item ids, categorical user features and
+//! item genres (sorted unique values → 1..n, 0 = padding/unknown) and normalises
+//! dense features.
 //!
 //! Id vocabularies are fitted on all clicks, train, validation and test, so a test item never
 //! seen in training keeps its own index. The vocabularies are an output (`vocab`:
@@ -15,8 +16,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::hashing::FastMap;
-use crate::schema::clicks::{ITEM, TIMESTAMP, USER};
-use crate::schema::encoded::{ITEM_IDX, USER_IDX, VOCAB_FEATURE, VOCAB_INDEX, VOCAB_VALUE};
+use crate::schema::clicks::{GENRE, ITEM, TIMESTAMP, USER};
+use crate::schema::encoded::{GENRE_IDX, ITEM_IDX, USER_IDX, VOCAB_FEATURE, VOCAB_INDEX, VOCAB_VALUE};
 use crate::table::{self, TableWriter};
 use dagrun_kind::{Format, KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
@@ -47,14 +48,16 @@ pub(crate) const TEST: OutputSpec = OutputSpec { name: "test", format: Format::P
 pub(crate) const VALID: OutputSpec = OutputSpec { name: "valid", format: Format::Parquet };
 pub(crate) const USERS: OutputSpec = OutputSpec { name: "users", format: Format::Parquet };
 pub(crate) const VOCAB: OutputSpec = OutputSpec { name: "vocab", format: Format::Parquet };
+pub(crate) const ITEMS: OutputSpec = OutputSpec { name: "items", format: Format::Parquet };
 
 pub const SPEC: KindSpec = KindSpec {
     name: "encode",
     summary: "label-encodes ids and user features (0 = padding), normalises dense features",
     inputs: &["train", "test", "users"],
-    // The split's validation clicks; `valid` is empty without them.
-    optional_inputs: &["valid"],
-    outputs: &[TRAIN, VALID, TEST, USERS, VOCAB],
+    // The split's validation clicks (`valid` is empty without them) and ingest's item
+    // genres (`items` is empty without them).
+    optional_inputs: &["valid", "items"],
+    outputs: &[TRAIN, VALID, TEST, USERS, VOCAB, ITEMS],
     fingerprint: crate::fingerprints::ENCODE,
     params: params::check::<EncodeParams>,
     run,
@@ -287,6 +290,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let (user_ids, item_ids) = (raw(USER)?, raw(ITEM)?);
     let ((user_vocab, user_codes), (item_vocab, item_codes)) =
         rayon::join(|| Vocab::fit(&user_ids), || Vocab::fit(&item_ids));
+    let (genres, genre_rows) = encode_genres(ctx, &item_vocab, item_ids[0])?;
 
     // The encoded clicks and the user and vocabulary tables are written at once; each
     // row group read becomes one row group written.
@@ -313,35 +317,81 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
                 || (write_clicks(&VALID, tr..va), write_clicks(&TEST, va..parts.len())),
             )
         },
-        || user_and_vocab_tables(ctx, &p, (&users, users_path), [&user_vocab, &item_vocab], (user_ids[0], train_users)),
+        || {
+            let vocabs = [&user_vocab, &item_vocab];
+            user_and_vocab_tables(ctx, &p, (&users, users_path), vocabs, &genres, (user_ids[0], train_users))
+        },
     );
     let mut report = tables?;
     report.rows.insert(TRAIN.name.into(), train_rows?);
     report.rows.insert(VALID.name.into(), valid_rows?);
     report.rows.insert(TEST.name.into(), test_rows?);
+    report.rows.insert(ITEMS.name.into(), genre_rows);
     Ok(report)
+}
+
+/// Ids of another table (`column` of the file at `path`) that must have the clicks'
+/// type, or no id would ever match.
+fn same_type((ids, path, column): (Raw, &Path, &str), clicks: Raw) -> Result<(), StageError> {
+    if ids.type_name() == clicks.type_name() {
+        return Ok(());
+    }
+    Err(StageError::BadInput(format!(
+        "{}: column `{column}` is {} but the clicks' is {}; both must be the same type",
+        path.display(),
+        ids.type_name(),
+        clicks.type_name()
+    )))
+}
+
+/// Writes `items` from ingest's item genres (one row per item index and genre code,
+/// sorted, each pair once; items no click has are left out) and returns the genre
+/// vocabulary's values and the rows written. Without the input, `items` is empty.
+fn encode_genres(ctx: &StageCtx, item_vocab: &Vocab, click_items: Raw) -> Result<(Vec<String>, u64), StageError> {
+    let batch = match ctx.optional_input("items") {
+        Some(path) => Some((table::read(path)?, path)),
+        None => None,
+    };
+    let (mut pairs, mut values) = (Vec::new(), Vec::new());
+    if let Some((batch, path)) = batch.as_ref().filter(|(b, _)| b.num_rows() > 0) {
+        let ids = Raw::of(batch, ITEM, path)?;
+        same_type((ids, path, ITEM), click_items)?;
+        let (genre_vocab, codes) = Vocab::fit(&[Raw::of(batch, GENRE, path)?]);
+        for (row, &genre) in codes[0].values().iter().enumerate() {
+            if let Some(item) = ids.value(row).and_then(|id| item_vocab.index.get(id)).filter(|_| genre > 0) {
+                pairs.push((item, genre));
+            }
+        }
+        values = genre_vocab.values.iter().map(Value::to_string).collect();
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    let rows = table::write(
+        &ctx.output(&ITEMS),
+        vec![
+            (ITEM_IDX, Arc::new(Int32Array::from_iter_values(pairs.iter().map(|p| p.0))) as ArrayRef),
+            (GENRE_IDX, Arc::new(Int32Array::from_iter_values(pairs.iter().map(|p| p.1)))),
+        ],
+    )?;
+    Ok((values, rows))
 }
 
 /// Writes `users` (one row per user index 1..=n, categorical features encoded, dense
 /// features normalised) and `vocab` (every vocabulary: feature, index, value), given
-/// the training clicks' raw user ids and their codes.
+/// the genre vocabulary's values and the training clicks' raw user ids and their codes.
 fn user_and_vocab_tables(
     ctx: &StageCtx,
     p: &EncodeParams,
     (users, users_path): (&RecordBatch, &Path),
     [user_vocab, item_vocab]: [&Vocab; 2],
+    genres: &[String],
     (click_ids, train_users): (Raw, &[Int32Array]),
 ) -> Result<Report, StageError> {
     let mut report = Report::default();
     let n_users = user_vocab.values.len();
     let ids = Raw::of(users, USER, users_path)?;
-    if users.num_rows() > 0 && ids.type_name() != click_ids.type_name() {
-        return Err(StageError::BadInput(format!(
-            "{}: column `{USER}` is {} but the clicks' is {}; both must be the same type",
-            users_path.display(),
-            ids.type_name(),
-            click_ids.type_name()
-        )));
+    if users.num_rows() > 0 {
+        same_type((ids, users_path, USER), click_ids)?;
     }
     let mut row_of_user = vec![None; n_users + 1];
     for row in 0..users.num_rows() {
@@ -353,6 +403,7 @@ fn user_and_vocab_tables(
     for (name, v) in [(USER, user_vocab), (ITEM, item_vocab)] {
         vocab_rows.extend(v.values.iter().enumerate().map(|(i, s)| (name.to_string(), i as i32 + 1, s.to_string())));
     }
+    vocab_rows.extend(genres.iter().enumerate().map(|(i, g)| (GENRE.to_string(), i as i32 + 1, g.clone())));
     let mut user_columns: Vec<(String, ArrayRef)> =
         vec![(USER_IDX.to_string(), Arc::new(Int32Array::from_iter_values(1..=n_users as i32)))];
     let schema = users.schema();
@@ -444,6 +495,56 @@ mod tests {
         assert!(
             msg.ends_with(
                 "users.parquet: column `user_id` is utf8 but the clicks' is int64; both must be the same type"
+            ),
+            "{msg}"
+        );
+    }
+
+    /// Encodes clicks of users 1, 2 on items "x", "y" with the items table `genres`.
+    fn encode_with_genres(genres: crate::schema::clicks::ItemGenres, id_type: &DataType) -> Result<Report, StageError> {
+        let d = tempfile::tempdir().unwrap();
+        let text = |v: Vec<&str>| Arc::new(StringArray::from(v)) as ArrayRef;
+        let inputs: BTreeMap<String, std::path::PathBuf> = ["train", "test", "users", "items"]
+            .iter()
+            .map(|n| (n.to_string(), d.path().join(format!("{n}.parquet"))))
+            .collect();
+        write_clicks(&inputs["train"], text(vec!["1", "2"]), text(vec!["y", "x"]), vec![10, 20]).unwrap();
+        write_clicks(&inputs["test"], text(vec!["1", "2"]), text(vec!["x", "y"]), vec![30, 40]).unwrap();
+        write_users(&inputs["users"], text(vec!["1", "2"]), vec![]).unwrap();
+        crate::schema::clicks::write_item_genres(&inputs["items"], genres, id_type).unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let params = serde_json::json!({});
+        let report = run(&StageCtx { inputs: &inputs, params: &params, out_dir: &out, progress: &NoProgress })?;
+        let b = table::read(&out.join("items.parquet")).unwrap();
+        let col = |n: &str| table::column::<Int32Array>(&b, n, Path::new("items")).unwrap().values().to_vec();
+        let pairs: Vec<(i32, i32)> = col(ITEM_IDX).into_iter().zip(col(GENRE_IDX)).collect();
+        let vocab = crate::schema::encoded::raw_ids(&out.join("vocab.parquet"), GENRE).unwrap();
+        assert_eq!(report.rows["items"], pairs.len() as u64);
+        // Pairs as raw values, to compare across vocabularies.
+        let items = ["", "x", "y"];
+        let named: Vec<String> = pairs.iter().map(|(i, g)| format!("{}:{}", items[*i as usize], vocab[g])).collect();
+        assert_eq!(named, ["x:comedy", "x:drama", "y:drama"]);
+        Ok(report)
+    }
+
+    #[test]
+    fn genres_are_encoded_sorted_once_each_and_only_for_clicked_items() {
+        let mut genres = crate::schema::clicks::ItemGenres::default();
+        for (item, genre) in [("y", "drama"), ("x", "drama"), ("unclicked", "war"), ("x", "comedy"), ("y", "drama")] {
+            genres.push(item, genre);
+        }
+        encode_with_genres(genres, &DataType::Utf8).unwrap();
+    }
+
+    #[test]
+    fn genres_whose_item_ids_are_not_the_clicks_type_are_bad_input() {
+        let mut genres = crate::schema::clicks::ItemGenres::default();
+        genres.push("7", "drama");
+        let StageError::BadInput(msg) = encode_with_genres(genres, &DataType::Int64).unwrap_err() else { panic!() };
+        assert!(
+            msg.ends_with(
+                "items.parquet: column `item_id` is int64 but the clicks' is utf8; both must be the same type"
             ),
             "{msg}"
         );

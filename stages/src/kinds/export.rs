@@ -1,6 +1,7 @@
 //! Kind `export`: the serving side of a trained model. The user vector of every test
-//! example and the vector of every item, L2-normalised, with raw ids, as Parquet
-//! (`embedding` is a fixed-size list of float32).
+//! example and the vector of every item (its genres' mean added, for a model with
+//! genres), L2-normalised, with raw ids, as Parquet (`embedding` is a fixed-size list
+//! of float32).
 
 use std::sync::Arc;
 
@@ -76,7 +77,12 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     report.rows.insert("users".into(), rows);
 
     let n = cfg.items;
-    let items = Tensor::from_slice(&model.output_items().data[d..], (n - 1, d), &dev).map_err(f)?;
+    let mut vectors = vec![0f32; (n - 1) * d];
+    let rows = model.output_items();
+    for (i, out) in vectors.chunks_mut(d).enumerate() {
+        rows.write(i + 1, out);
+    }
+    let items = Tensor::from_vec(vectors, (n - 1, d), &dev).map_err(f)?;
     let v = normalize(&items).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(f)?;
     let idx: Vec<i32> = (1..n as i32).collect();
     let ids: StringArray = idx.iter().map(|i| Some(item_raw.get(i).map(String::as_str).unwrap_or(""))).collect();

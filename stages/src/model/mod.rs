@@ -1,4 +1,5 @@
 //! The YouTubeDNN model shared by `train` and `export`: its saved config, the
+//! item vectors (an item's row, plus its genres' mean when the model has them), the
 //! user-side inputs (pooled history, user feature embeddings, dense features), and
 //! the ReLU tower that turns them into a user vector.
 //!
@@ -12,7 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use datafusion::arrow::array::{Array, Float32Array, Int32Array};
 use serde::{Deserialize, Serialize};
 
-use crate::schema::encoded::{USER_IDX, check_indices, dense_limit};
+use crate::schema::encoded::{GENRE_IDX, ITEM_IDX, USER_IDX, check_indices, dense_limit};
 use crate::table;
 use crate::table::failed;
 use dagrun_kind::StageError;
@@ -36,8 +37,15 @@ pub struct ModelConfig {
     /// With n > 0, the tower also gets the mean of the n most recent history items
     /// apart from the whole history's (short- and long-term interest, as SDM has them).
     pub short_hist: usize,
+    /// With n > 0, the n most recent history items also enter the tower one by one,
+    /// each in a block of its own (most recent first), so the tower sees their order.
+    #[serde(default)]
+    pub recent: usize,
     /// Item table rows (item indices 0..items, 0 = padding).
     pub items: usize,
+    /// Genre table rows (codes 0..genres, 0 = padding); 0: the model has no genres.
+    #[serde(default)]
+    pub genres: usize,
     pub features: Vec<Feature>,
     /// Dense user columns of `encode.users`.
     pub dense: Vec<String>,
@@ -52,10 +60,15 @@ impl ModelConfig {
         self.emb_dim * (self.history_blocks() + self.features.len()) + AGE_FEATURES + self.dense.len()
     }
 
-    /// Pooled history vectors at the start of the tower's input: the whole history,
-    /// and the recent one with `short_hist`.
+    /// History vectors at the start of the tower's input: the whole history pooled,
+    /// the recent one pooled with `short_hist`, then the `recent` items one by one.
     pub fn history_blocks(&self) -> usize {
-        1 + usize::from(self.short_hist > 0)
+        1 + usize::from(self.short_hist > 0) + self.recent
+    }
+
+    /// Column where the `j`-th most recent item's own block starts (with `recent`).
+    pub fn recent_at(&self, j: usize) -> usize {
+        self.emb_dim * (1 + usize::from(self.short_hist > 0) + j)
     }
 
     /// Column where feature `f`'s embedding starts in the tower's input.
@@ -128,6 +141,96 @@ impl Users {
     }
 }
 
+/// Each item's genre codes, from `encode.items`: item i's are
+/// `codes[offsets[i]..offsets[i + 1]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenreLists {
+    pub offsets: Vec<u32>,
+    pub codes: Vec<u32>,
+}
+
+impl GenreLists {
+    /// Reads `encode.items` for an item table of `items` rows.
+    pub fn read(path: &Path, items: usize) -> Result<GenreLists, StageError> {
+        let b = table::read(path)?;
+        let item = table::column::<Int32Array>(&b, ITEM_IDX, path)?.values();
+        let genre = table::column::<Int32Array>(&b, GENRE_IDX, path)?.values();
+        check_indices(path, ITEM_IDX, item, items)?;
+        // A genre's code is one distinct value of the table, as an index is.
+        check_indices(path, GENRE_IDX, genre, dense_limit(b.num_rows()))?;
+        let mut offsets = vec![0u32; items + 1];
+        for &i in item {
+            offsets[i as usize + 1] += 1;
+        }
+        for i in 0..items {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut next = offsets.clone();
+        let mut codes = vec![0u32; item.len()];
+        for (&i, &g) in item.iter().zip(genre) {
+            codes[next[i as usize] as usize] = g as u32;
+            next[i as usize] += 1;
+        }
+        Ok(GenreLists { offsets, codes })
+    }
+
+    /// Item `item`'s genre codes (none for an item outside the lists).
+    pub fn of(&self, item: usize) -> &[u32] {
+        match (self.offsets.get(item), self.offsets.get(item + 1)) {
+            (Some(&from), Some(&to)) => &self.codes[from as usize..to as usize],
+            _ => &[],
+        }
+    }
+
+    /// Rows of a table over the codes: the largest, plus row 0 (padding).
+    pub fn rows(&self) -> usize {
+        self.codes.iter().copied().max().unwrap_or(0) as usize + 1
+    }
+}
+
+/// The genres of a model that has them: each item's codes and the genre table.
+#[derive(Clone)]
+pub struct Genres {
+    pub lists: GenreLists,
+    pub table: EmbeddingTable,
+}
+
+/// Where item vectors come from: an item's row of `table`, plus the mean of its
+/// genres' rows when there are `genres` (so items that share genres start near each
+/// other and a rarely clicked item borrows from its genres).
+#[derive(Clone, Copy)]
+pub struct ItemRows<'a> {
+    pub table: &'a EmbeddingTable,
+    pub genres: Option<&'a Genres>,
+}
+
+impl ItemRows<'_> {
+    /// Adds item `item`'s vector to `out`.
+    pub fn add_to(&self, item: usize, out: &mut [f32]) {
+        for (o, v) in out.iter_mut().zip(self.table.row(item)) {
+            *o += v;
+        }
+        self.add_genres(item, out);
+    }
+
+    /// Writes item `item`'s vector into `out`.
+    pub fn write(&self, item: usize, out: &mut [f32]) {
+        out.copy_from_slice(self.table.row(item));
+        self.add_genres(item, out);
+    }
+
+    fn add_genres(&self, item: usize, out: &mut [f32]) {
+        let Some(g) = self.genres else { return };
+        let codes = g.lists.of(item);
+        let scale = 1.0 / codes.len().max(1) as f32;
+        for &c in codes {
+            for (o, v) in out.iter_mut().zip(g.table.row(c as usize)) {
+                *o += v * scale;
+            }
+        }
+    }
+}
+
 /// A row-major embedding table.
 #[derive(Clone)]
 pub struct EmbeddingTable {
@@ -162,6 +265,7 @@ pub struct Model {
     pub items: EmbeddingTable,
     /// The output item table of an untied model.
     pub out_items: Option<EmbeddingTable>,
+    pub genres: Option<Genres>,
     pub features: Vec<EmbeddingTable>,
     pub tower: Vec<(Tensor, Tensor)>,
 }
@@ -169,12 +273,13 @@ pub struct Model {
 impl Model {
     /// Writes one example's tower input into `out`; `hist` holds nonzero items.
     pub fn user_input(&self, users: &Users, user: i32, hist: &[i32], age: f32, out: &mut [f32]) {
-        user_input(&self.config, &self.items, &self.features, users, user, hist, age, out);
+        let items = ItemRows { table: &self.items, genres: self.genres.as_ref() };
+        user_input(&self.config, items, &self.features, users, user, hist, age, out);
     }
 
-    /// The table the item vectors come from: the output table of an untied model.
-    pub fn output_items(&self) -> &EmbeddingTable {
-        self.out_items.as_ref().unwrap_or(&self.items)
+    /// Where the item vectors come from: the output table of an untied model.
+    pub fn output_items(&self) -> ItemRows<'_> {
+        ItemRows { table: self.out_items.as_ref().unwrap_or(&self.items), genres: self.genres.as_ref() }
     }
 
     /// L2-normalised user vectors for tower inputs `x` ([n, input_dim]).
@@ -188,6 +293,13 @@ impl Model {
         tensors.insert("item_emb".into(), self.items.to_tensor(&dev)?);
         if let Some(out) = &self.out_items {
             tensors.insert("item_out_emb".into(), out.to_tensor(&dev)?);
+        }
+        if let Some(g) = &self.genres {
+            tensors.insert("genre_emb".into(), g.table.to_tensor(&dev)?);
+            let (offsets, codes) = (&g.lists.offsets, &g.lists.codes);
+            tensors
+                .insert("item_genre_offsets".into(), Tensor::from_slice(offsets, offsets.len(), &dev).map_err(failed)?);
+            tensors.insert("item_genre_codes".into(), Tensor::from_slice(codes, codes.len(), &dev).map_err(failed)?);
         }
         for (f, t) in self.config.features.iter().zip(&self.features) {
             tensors.insert(format!("feature.{}", f.name), t.to_tensor(&dev)?);
@@ -209,6 +321,16 @@ impl Model {
             true => None,
             false => Some(EmbeddingTable::from_tensor(&take("item_out_emb")?)?),
         };
+        let genres = match config.genres {
+            0 => None,
+            _ => {
+                let table = EmbeddingTable::from_tensor(&take("genre_emb")?)?;
+                let u32s = |t: Tensor| t.to_vec1::<u32>().map_err(failed);
+                let lists =
+                    GenreLists { offsets: u32s(take("item_genre_offsets")?)?, codes: u32s(take("item_genre_codes")?)? };
+                Some(Genres { lists, table })
+            }
+        };
         let features = config
             .features
             .iter()
@@ -220,7 +342,7 @@ impl Model {
             let b = take(&format!("tower.{k}.bias"))?.to_device(device).map_err(failed)?;
             tower.push((w, b));
         }
-        Ok(Model { config, items, out_items, features, tower })
+        Ok(Model { config, items, out_items, genres, features, tower })
     }
 }
 
@@ -229,7 +351,7 @@ impl Model {
 #[allow(clippy::too_many_arguments)]
 pub fn user_input(
     config: &ModelConfig,
-    items: &EmbeddingTable,
+    items: ItemRows,
     features: &[EmbeddingTable],
     users: &Users,
     user: i32,
@@ -241,6 +363,13 @@ pub fn user_input(
     pool(items, hist, &mut out[..d]);
     if config.short_hist > 0 {
         pool(items, &hist[..hist.len().min(config.short_hist)], &mut out[d..2 * d]);
+    }
+    for j in 0..config.recent {
+        let block = &mut out[config.recent_at(j)..config.recent_at(j) + d];
+        match hist.get(j) {
+            Some(&h) => items.write(h as usize, block),
+            None => block.fill(0.0),
+        }
     }
     for (f, table) in features.iter().enumerate() {
         let at = config.feature_at(f);
@@ -257,16 +386,14 @@ pub fn user_input(
     }
 }
 
-/// Mean of the history's item rows into `out` (zeros for an empty history).
-pub fn pool(items: &EmbeddingTable, hist: &[i32], out: &mut [f32]) {
+/// Mean of the history's item vectors into `out` (zeros for an empty history).
+pub fn pool(items: ItemRows, hist: &[i32], out: &mut [f32]) {
     out.fill(0.0);
     if hist.is_empty() {
         return;
     }
     for &h in hist {
-        for (o, v) in out.iter_mut().zip(items.row(h as usize)) {
-            *o += v;
-        }
+        items.add_to(h as usize, out);
     }
     let inv = 1.0 / hist.len() as f32;
     out.iter_mut().for_each(|o| *o *= inv);

@@ -3,6 +3,7 @@
 //! `clicks`: `user_id`, `item_id`, `timestamp` (int64, seconds), `seq` (int64,
 //! position in the source log: the tie-breaker for equal timestamps).
 //! `users`: `user_id` and one utf8 column per categorical user feature.
+//! `items` (ingest only): `item_id` and `genre` (utf8), one row per genre of an item.
 //!
 //! Ids are int64 where the source has integer ids (synth) and utf8 where it has
 //! text (ingest): integers are half the work to split and encode at scale.
@@ -11,6 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
 
 use crate::table;
 use dagrun_kind::{Format, OutputSpec, StageError};
@@ -18,11 +21,14 @@ use dagrun_kind::{Format, OutputSpec, StageError};
 /// The outputs of every click-log source (`synth`, `ingest`).
 pub const CLICKS_OUTPUT: OutputSpec = OutputSpec { name: "clicks", format: Format::Parquet };
 pub const USERS_OUTPUT: OutputSpec = OutputSpec { name: "users", format: Format::Parquet };
+/// The item side features of a source that has them (`ingest`).
+pub const ITEMS_OUTPUT: OutputSpec = OutputSpec { name: "items", format: Format::Parquet };
 
 pub const USER: &str = "user_id";
 pub const ITEM: &str = "item_id";
 pub const TIMESTAMP: &str = "timestamp";
 pub const SEQ: &str = "seq";
+pub const GENRE: &str = "genre";
 
 /// A click log in memory, in source order.
 #[derive(Debug, Default)]
@@ -85,4 +91,25 @@ pub fn write_users(path: &Path, ids: ArrayRef, features: Vec<(String, Vec<String
     let mut columns: Vec<(&str, ArrayRef)> = vec![(USER, ids)];
     columns.extend(features.iter().map(|(name, values)| (name.as_str(), values.clone())));
     table::write(path, columns)
+}
+
+/// Items and their genres, one (item, genre) pair per row, in source order.
+#[derive(Debug, Default)]
+pub struct ItemGenres {
+    pub items: Vec<String>,
+    pub genres: Vec<String>,
+}
+
+impl ItemGenres {
+    pub fn push(&mut self, item: &str, genre: &str) {
+        self.items.push(item.to_string());
+        self.genres.push(genre.to_string());
+    }
+}
+
+/// Writes the items table with `item_id` of `id_type`, the click log's (so the two
+/// join); returns the row count.
+pub fn write_item_genres(path: &Path, genres: ItemGenres, id_type: &DataType) -> Result<u64, StageError> {
+    let ids = cast(&StringArray::from(genres.items), id_type).map_err(crate::table::failed)?;
+    table::write(path, vec![(ITEM, ids), (GENRE, Arc::new(StringArray::from(genres.genres)))])
 }

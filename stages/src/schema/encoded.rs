@@ -17,6 +17,8 @@ use crate::table;
 /// Column names of the encoded tables.
 pub const USER_IDX: &str = "user";
 pub const ITEM_IDX: &str = "item";
+/// `encode.items`: a genre's code, one row per (item, genre).
+pub const GENRE_IDX: &str = "genre";
 
 /// Column names of `encode.vocab`.
 pub const VOCAB_FEATURE: &str = "feature";

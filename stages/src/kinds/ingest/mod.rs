@@ -1,9 +1,11 @@
 //! Kind `ingest`: reads a real click log (its input `data`, a file or a directory)
-//! into the `clicks` and `users` tables. Every rating counts as an implicit click.
+//! into the `clicks`, `users` and `items` tables. Every rating counts as an implicit
+//! click.
 //!
-//! Layouts: RecBole atomic files (`*.inter` + `*.user`), GroupLens MovieLens-100k
-//! (`u.data` + `u.user`), MovieLens-1M (`ratings.dat` + `users.dat`), and CSV/TSV/Parquet
-//! files with a column mapping.
+//! Layouts: RecBole atomic files (`*.inter` + `*.user` + `*.item`), GroupLens
+//! MovieLens-100k (`u.data` + `u.user` + `u.item`), MovieLens-1M (`ratings.dat` +
+//! `users.dat` + `movies.dat`), and CSV/TSV/Parquet files with a column mapping (no
+//! items table).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +16,10 @@ use datafusion::arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
 use crate::hashing::FastSet;
-use crate::schema::clicks::{CLICKS_OUTPUT, ClickLog, USERS_OUTPUT, UserTable, write_clicks, write_users};
+use crate::schema::clicks::{
+    CLICKS_OUTPUT, ClickLog, ITEMS_OUTPUT, ItemGenres, USERS_OUTPUT, UserTable, write_clicks, write_item_genres,
+    write_users,
+};
 use crate::table::{self, failed};
 use dagrun_kind::{KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
 
@@ -41,6 +46,9 @@ pub struct IngestParams {
     pub timestamp: String,
     /// Columns of a CSV/TSV/Parquet log that are categorical user features.
     pub user_features: Vec<String>,
+    /// The field of a RecBole `.item` file that holds an item's genres (a
+    /// `token_seq`); absent: `genre` or `class`, whichever the file has.
+    pub genres: Option<String>,
 }
 
 impl Default for IngestParams {
@@ -51,19 +59,21 @@ impl Default for IngestParams {
             item: "item_id".into(),
             timestamp: "timestamp".into(),
             user_features: Vec::new(),
+            genres: None,
         }
     }
 }
 
 const CLICKS: OutputSpec = CLICKS_OUTPUT;
 const USERS: OutputSpec = USERS_OUTPUT;
+const ITEMS: OutputSpec = ITEMS_OUTPUT;
 
 pub const SPEC: KindSpec = KindSpec {
     name: "ingest",
     summary: "reads a click log: RecBole, MovieLens-100k/1M, CSV/TSV/Parquet",
     inputs: &["data"],
     optional_inputs: &[],
-    outputs: &[CLICKS, USERS],
+    outputs: &[CLICKS, USERS, ITEMS],
     fingerprint: crate::fingerprints::INGEST,
     params: params::check::<IngestParams>,
     run,
@@ -86,6 +96,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         return Err(StageError::BadInput(format!("{}: the click log has no rows", data.display())));
     }
     let mut report = Report::default();
+    report.rows.insert("items".into(), write_item_genres(&ctx.output(&ITEMS), got.genres, got.items.data_type())?);
     let clicks = write_clicks(&ctx.output(&CLICKS), got.users, got.items, got.timestamps)?;
     report.rows.insert("clicks".into(), clicks);
     report.rows.insert("users".into(), write_users(&ctx.output(&USERS), got.user_ids, got.features)?);
@@ -93,7 +104,8 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
 }
 
 /// What ingest writes: the click log's columns in source order (ids int64 where the
-/// source has integers, utf8 where it has text) and each user's features.
+/// source has integers, utf8 where it has text), each user's features, and each
+/// item's genres.
 #[derive(Debug)]
 pub struct Ingested {
     pub users: ArrayRef,
@@ -101,6 +113,7 @@ pub struct Ingested {
     pub timestamps: Vec<i64>,
     pub user_ids: ArrayRef,
     pub features: Vec<(String, Vec<String>)>,
+    pub genres: ItemGenres,
 }
 
 impl Ingested {
@@ -115,13 +128,14 @@ impl Ingested {
         self
     }
 
-    fn from_text((log, users): (ClickLog, UserTable)) -> Ingested {
+    fn from_text((log, users, genres): (ClickLog, UserTable, ItemGenres)) -> Ingested {
         Ingested {
             users: Arc::new(StringArray::from(log.users)),
             items: Arc::new(StringArray::from(log.items)),
             timestamps: log.timestamps,
             user_ids: Arc::new(StringArray::from(users.ids)),
             features: users.features,
+            genres,
         }
     }
 }
@@ -139,33 +153,30 @@ pub fn read(data: &Path, p: &IngestParams) -> Result<Ingested, StageError> {
     }
 }
 
+/// The click log, the users and the items' genres of a RecBole or MovieLens folder.
+type TextTables = (ClickLog, UserTable, ItemGenres);
+
 /// RecBole and MovieLens: every id as it is written.
-fn read_text(data: &Path, layout: Layout, p: &IngestParams) -> Result<(ClickLog, UserTable), StageError> {
+fn read_text(data: &Path, layout: Layout, p: &IngestParams) -> Result<TextTables, StageError> {
+    let dir = dir_of(data);
     match layout {
         Layout::Recbole => recbole(data, p),
-        Layout::Movielens100k => movielens(
-            data,
-            [("u.data", "\t"), ("u.user", "|")],
-            &[("age", 1), ("gender", 2), ("occupation", 3), ("zip_code", 4)],
-        ),
-        Layout::Movielens1m => movielens(
-            data,
-            [("ratings.dat", "::"), ("users.dat", "::")],
-            &[("gender", 1), ("age", 2), ("occupation", 3), ("zip_code", 4)],
-        ),
+        Layout::Movielens100k => Ok((
+            plain_log(&dir.join("u.data"), "\t", [0, 1, 3])?,
+            plain_users(&dir.join("u.user"), "|", &[("age", 1), ("gender", 2), ("occupation", 3), ("zip_code", 4)])?,
+            genres::movielens_100k(&dir)?,
+        )),
+        Layout::Movielens1m => Ok((
+            plain_log(&dir.join("ratings.dat"), "::", [0, 1, 3])?,
+            plain_users(
+                &dir.join("users.dat"),
+                "::",
+                &[("gender", 1), ("age", 2), ("occupation", 3), ("zip_code", 4)],
+            )?,
+            genres::movielens_1m(&dir.join("movies.dat"))?,
+        )),
         _ => Err(StageError::Failed(format!("{}: {layout:?} is not a RecBole or MovieLens layout", data.display()))),
     }
-}
-
-/// A GroupLens MovieLens folder: the ratings file (user, item, rating, timestamp)
-/// and the users file, each with its separator, and where each user feature sits.
-fn movielens(
-    data: &Path,
-    [(ratings, ratings_sep), (users, users_sep)]: [(&str, &'static str); 2],
-    features: &[(&str, usize)],
-) -> Result<(ClickLog, UserTable), StageError> {
-    let dir = dir_of(data);
-    Ok((plain_log(&dir.join(ratings), ratings_sep, [0, 1, 3])?, plain_users(&dir.join(users), users_sep, features)?))
 }
 
 fn dir_of(data: &Path) -> PathBuf {
@@ -358,7 +369,7 @@ fn header_index(text: &Text, header: &[&str], wanted: &[&str]) -> Result<Vec<usi
         .collect()
 }
 
-fn recbole(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), StageError> {
+fn recbole(data: &Path, p: &IngestParams) -> Result<TextTables, StageError> {
     let dir = dir_of(data);
     let files = files_in(&dir);
     let inter = if data.is_file() {
@@ -411,7 +422,8 @@ fn recbole(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable), Stage
     } else {
         UserTable { ids: Vec::new(), features: Vec::new() }
     };
-    Ok((log, users))
+    let genres = genres::recbole(&inter.with_extension("item"), p)?;
+    Ok((log, users, genres))
 }
 
 /// A headerless log whose user, item and timestamp sit at fixed positions.
@@ -480,6 +492,7 @@ fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<Inges
         timestamps: log.timestamps,
         user_ids,
         features,
+        genres: ItemGenres::default(),
     })
 }
 
@@ -519,7 +532,7 @@ fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError>
     }
     let columns = p.user_features.iter().map(|name| Ok((name.clone(), column_named(&batch, name, path)?.clone())));
     let (user_ids, features) = users_at_first_clicks(&users, columns.collect::<Result<_, StageError>>()?)?;
-    Ok(Ingested { users, items, timestamps: ts.values().to_vec(), user_ids, features })
+    Ok(Ingested { users, items, timestamps: ts.values().to_vec(), user_ids, features, genres: ItemGenres::default() })
 }
 
 /// The users table of a log that has none: every user once, in the order they first
@@ -587,5 +600,6 @@ fn column_named<'b>(
     })
 }
 
+mod genres;
 #[cfg(test)]
 mod tests;

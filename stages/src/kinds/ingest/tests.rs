@@ -159,3 +159,58 @@ fn bad_inputs_name_file_line_and_column() {
     assert!(e.contains("e.csv:2:4: missing field 3 (timestamp)"), "{e}");
     assert!(matches!(read(&f, &p).unwrap_err(), StageError::BadInput(_)));
 }
+
+/// (item, genre) pairs of what ingest read.
+fn pairs(got: &Ingested) -> Vec<(&str, &str)> {
+    got.genres.items.iter().map(String::as_str).zip(got.genres.genres.iter().map(String::as_str)).collect()
+}
+
+#[test]
+fn genres_of_a_recbole_item_file() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "x.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t10\t100\n");
+    let item = "item_id:token\tmovie_title:token_seq\tclass:token_seq\n10\tToy Story\tAnimation Children's\n11\tX\t\n";
+    write(d.path(), "x.item", item);
+    let got = read(d.path(), &IngestParams::default()).unwrap();
+    assert_eq!(pairs(&got), [("10", "Animation"), ("10", "Children's")], "item 11 has none");
+    let p = IngestParams { genres: Some("movie_title".into()), ..Default::default() };
+    assert_eq!(pairs(&read(d.path(), &p).unwrap()), [("10", "Toy"), ("10", "Story"), ("11", "X")]);
+    let p = IngestParams { genres: Some("kind".into()), ..Default::default() };
+    let e = read(d.path(), &p).unwrap_err().to_string();
+    assert!(e.contains("x.item:1:1: no column `kind` in the header"), "{e}");
+}
+
+/// u.item is ISO-8859-1, not UTF-8: a title's `é` is the single byte 0xE9.
+#[test]
+fn genres_of_grouplens_100k_flags_in_latin1() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "u.data", "196\t242\t3\t881250949\n");
+    let mut item = b"242|Les Mis".to_vec();
+    item.push(0xE9);
+    item.extend_from_slice(b"rables (1995)|01-Jan-1995||http://x|0|1|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|1\n");
+    std::fs::write(d.path().join("u.item"), &item).unwrap();
+    let got = read(d.path(), &IngestParams::default()).unwrap();
+    assert_eq!(pairs(&got), [("242", "Action"), ("242", "Comedy"), ("242", "Western")]);
+    write(d.path(), "u.genre", "none|0\nloud|1\n");
+    let e = read(d.path(), &IngestParams::default()).unwrap_err().to_string();
+    assert!(e.contains("u.item:1: field 8 is past the 2 genre flags"), "{e}");
+    write(d.path(), "u.genre", "unknown|0\nAction|2\n");
+    let e = read(d.path(), &IngestParams::default()).unwrap_err().to_string();
+    assert!(e.contains("u.genre:2: expected `name|1`, found `Action|2`"), "{e}");
+}
+
+#[test]
+fn genres_of_movielens_1m_movies() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "ratings.dat", "1::1193::5::978300760\n");
+    write(
+        d.path(),
+        "movies.dat",
+        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n1::Toy Story (1995)::Animation|Comedy\n",
+    );
+    let got = read(d.path(), &IngestParams::default()).unwrap();
+    assert_eq!(pairs(&got), [("1193", "Drama"), ("1", "Animation"), ("1", "Comedy")]);
+    write(d.path(), "movies.dat", "1::Toy Story\n");
+    let e = read(d.path(), &IngestParams::default()).unwrap_err().to_string();
+    assert!(e.contains("movies.dat:1: expected `id::title::genres`, found 2 field(s)"), "{e}");
+}

@@ -65,7 +65,8 @@ impl Uploaded {
         let mut tail = Vec::with_capacity(n * (width - skip));
         let mut row = vec![0f32; width];
         for i in 0..n {
-            crate::model::user_input(&tr.config, &tr.items, &tr.features, users, ex.user[i], &[], ex.age[i], &mut row);
+            let items = crate::model::ItemRows { table: &tr.items, genres: None };
+            crate::model::user_input(&tr.config, items, &tr.features, users, ex.user[i], &[], ex.age[i], &mut row);
             tail.extend_from_slice(&row[skip..]);
         }
         let targets: Vec<u32> = ex.item.iter().map(|&t| t as u32).collect();
@@ -86,6 +87,7 @@ pub(super) struct DeviceTrainer {
     device: Device,
     dim: usize,
     short_hist: usize,
+    recent: usize,
     pub(super) items: Var,
     pub(super) features: Vec<Var>,
     tower: Vec<(Var, Var)>,
@@ -139,6 +141,7 @@ impl DeviceTrainer {
             device: dev,
             dim: tr.config.emb_dim,
             short_hist: tr.config.short_hist,
+            recent: tr.config.recent,
             items,
             features,
             tower: tr.tower.clone(),
@@ -195,13 +198,25 @@ impl DeviceTrainer {
     }
 
     /// Tower inputs of `batch`: the mean of each history's rows (and of its
-    /// `short_hist` most recent ones), the feature rows, the tail.
+    /// `short_hist` most recent ones), the `recent` most recent rows one by one, the
+    /// feature rows, the tail.
     fn input(&self, data: &Uploaded, batch: &Tensor) -> Result<Tensor> {
         let hist = data.hist.index_select(batch, 0)?;
         let lens = data.lens.index_select(batch, 0)?.to_dtype(DType::F32)?;
         let mut parts = vec![self.pool(data, &hist, &lens)?];
         if self.short_hist > 0 {
             parts.push(self.pool(data, &hist, &lens.clamp(0f32, self.short_hist as f32)?)?);
+        }
+        let (b, longest) = hist.dims2()?;
+        for j in 0..self.recent {
+            if j >= longest {
+                parts.push(Tensor::zeros((b, self.dim), DType::F32, &self.device)?);
+                continue;
+            }
+            let rows = self.items.as_tensor().index_select(&hist.narrow(1, j, 1)?.squeeze(1)?, 0)?;
+            // 1 where the history has a j-th item, 0 where that slot is padding.
+            let present = lens.affine(1.0, -(j as f64))?.clamp(0f32, 1f32)?.unsqueeze(1)?;
+            parts.push(rows.broadcast_mul(&present)?);
         }
         for (table, codes) in self.features.iter().zip(&data.codes) {
             parts.push(table.as_tensor().index_select(&codes.index_select(batch, 0)?, 0)?);
@@ -240,7 +255,7 @@ impl DeviceTrainer {
             .map(|v| EmbeddingTable::from_tensor(&cpu(v)?))
             .collect::<std::result::Result<_, _>>()?;
         let tower = self.tower.into_iter().map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone())).collect();
-        Ok(Model { config, items, out_items: None, features, tower })
+        Ok(Model { config, items, out_items: None, genres: None, features, tower })
     }
 }
 

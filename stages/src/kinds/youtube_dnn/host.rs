@@ -8,7 +8,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use super::sampler::CandidateSampler;
 use super::sparse::{BETA1, BETA2, LazyAdam, SparseGrad};
 use super::{LogRow, Loss, Optim, Sampler, Steps, TrainParams, epochs};
-use crate::model::{EmbeddingTable, Model, ModelConfig, Users, normalize, tower_forward, user_input};
+use crate::model::{
+    EmbeddingTable, GenreLists, Genres, ItemRows, Model, ModelConfig, Users, normalize, tower_forward, user_input,
+};
 use crate::rng::Rng;
 use crate::schema::examples::Examples;
 use crate::table::failed;
@@ -71,6 +73,15 @@ pub(super) struct Trainer {
     pub(super) feature_grad: Vec<SparseGrad>,
     /// The candidates' own table, without `tie_item_embeddings`.
     pub(super) out: Option<OutputTable>,
+    /// The genre table and each item's genres, with `genres`.
+    pub(super) genres: Option<GenreTable>,
+}
+
+/// The genres of a model trained with them, with the genre table's optimiser state.
+pub(super) struct GenreTable {
+    pub(super) genres: Genres,
+    adam: LazyAdam,
+    grad: SparseGrad,
 }
 
 /// The output item table of an untied model, with its optimiser state.
@@ -80,11 +91,19 @@ pub(super) struct OutputTable {
     grad: SparseGrad,
 }
 
+impl GenreTable {
+    /// Each item's genres, and the gradient rows of the genre table.
+    fn grads(&mut self) -> (&GenreLists, &mut SparseGrad) {
+        (&self.genres.lists, &mut self.grad)
+    }
+}
+
 impl Trainer {
     pub(super) fn new(
         p: &TrainParams,
         config: ModelConfig,
         ex: &Examples,
+        genres: Option<GenreLists>,
         device: Device,
     ) -> Result<Trainer, StageError> {
         let mut rng = Rng::new(p.seed);
@@ -127,8 +146,14 @@ impl Trainer {
             let table = table(config.items, std, &mut rng);
             OutputTable { adam: LazyAdam::new(table.data.len()), grad: SparseGrad::new(config.items, d), table }
         });
+        let genres = genres.map(|lists| {
+            let table = table(lists.rows(), std, &mut rng);
+            let (adam, grad) = (LazyAdam::new(table.data.len()), SparseGrad::new(table.rows, d));
+            GenreTable { genres: Genres { lists, table }, adam, grad }
+        });
         Ok(Trainer {
             out,
+            genres,
             item_adam: LazyAdam::new(items.data.len()),
             feature_adam: features.iter().map(|t| LazyAdam::new(t.data.len())).collect(),
             item_grad: SparseGrad::new(config.items, d),
@@ -154,10 +179,12 @@ impl Trainer {
         // Gather each example's tower input: pooled history, feature rows, dense values.
         let width = self.config.input_dim();
         let mut input = vec![0f32; b * width];
+        let genres = self.genres.as_ref().map(|g| &g.genres);
+        let hist_rows = ItemRows { table: &self.items, genres };
         for (r, &i) in batch.iter().enumerate() {
             let i = i as usize;
             let out = &mut input[r * width..(r + 1) * width];
-            user_input(&self.config, &self.items, &self.features, users, ex.user[i], ex.hist_of(i), ex.age[i], out);
+            user_input(&self.config, hist_rows, &self.features, users, ex.user[i], ex.hist_of(i), ex.age[i], out);
         }
         // Candidates: the batch's targets, then the sampled negatives.
         let targets: Vec<i32> = batch.iter().map(|&i| ex.item[i as usize]).collect();
@@ -172,11 +199,12 @@ impl Trainer {
         };
         let t_slots: Vec<u32> = targets.iter().map(|&t| cand_grad.slot_of(t as usize) as u32).collect();
         let s_slots: Vec<u32> = sampled.iter().map(|&s| cand_grad.slot_of(s as usize) as u32).collect();
-        let mut cand = Vec::with_capacity(cand_grad.rows.len() * d);
-        for &r in &cand_grad.rows {
-            cand.extend_from_slice(cand_table.row(r as usize));
-        }
         let n_cand = cand_grad.rows.len();
+        let mut cand = vec![0f32; n_cand * d];
+        let cand_rows = ItemRows { table: cand_table, genres };
+        for (&r, out) in cand_grad.rows.iter().zip(cand.chunks_mut(d)) {
+            cand_rows.write(r as usize, out);
+        }
 
         let dev = &self.device;
         let f = |e: candle_core::Error| StageError::Failed(format!("youtube_dnn: {e}"));
@@ -209,14 +237,17 @@ impl Trainer {
         let g_cand = grad_of(&cand_v)?;
         match &mut self.out {
             Some(o) => {
-                add_candidate_grads(&mut o.grad, &g_cand);
+                add_candidate_grads(&mut o.grad, &g_cand, self.genres.as_mut().map(GenreTable::grads));
                 o.grad.apply(&mut o.table, &mut o.adam, lr_t, decay);
             }
-            None => add_candidate_grads(&mut self.item_grad, &g_cand),
+            None => add_candidate_grads(&mut self.item_grad, &g_cand, self.genres.as_mut().map(GenreTable::grads)),
         }
         let hists = batch.iter().map(|&i| ex.hist_of(i as usize));
-        add_history_grads(&mut self.item_grad, &g_x, width, self.config.short_hist, hists);
+        add_history_grads(&mut self.item_grad, self.genres.as_mut().map(GenreTable::grads), &g_x, &self.config, hists);
         self.item_grad.apply(&mut self.items, &mut self.item_adam, lr_t, decay);
+        if let Some(g) = &mut self.genres {
+            g.grad.apply(&mut g.genres.table, &mut g.adam, lr_t, decay);
+        }
         for k in 0..self.features.len() {
             for (r, &i) in batch.iter().enumerate() {
                 let code = users.code(k, ex.user[i as usize], self.features[k].rows);
@@ -276,43 +307,69 @@ impl Trainer {
     pub(super) fn into_model(self) -> Result<Model, StageError> {
         let tower = self.tower.into_iter().map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone())).collect();
         let out_items = self.out.map(|o| o.table);
-        Ok(Model { config: self.config, items: self.items, out_items, features: self.features, tower })
+        let genres = self.genres.map(|g| g.genres);
+        Ok(Model { config: self.config, items: self.items, out_items, genres, features: self.features, tower })
     }
 }
 
+/// Each item's genres and the genre table's gradient rows, for a model with genres.
+pub(super) type GenreGrads<'g> = Option<(&'g GenreLists, &'g mut SparseGrad)>;
+
 /// Adds the candidates' row gradients of one step (in slot order, as `g_cand` holds
-/// them) to `grad`, whose slots they were given.
-pub(super) fn add_candidate_grads(grad: &mut SparseGrad, g_cand: &[f32]) {
+/// them) to `grad`, whose slots they were given, and each of their genres' share.
+pub(super) fn add_candidate_grads(grad: &mut SparseGrad, g_cand: &[f32], mut genres: GenreGrads) {
     for (a, g) in grad.grad.iter_mut().zip(g_cand) {
         *a += g;
+    }
+    if let Some((lists, genre_grad)) = &mut genres {
+        for (&item, g) in grad.rows.iter().zip(g_cand.chunks(grad.dim)) {
+            add_genre_grads(lists, genre_grad, item as usize, g, 1.0);
+        }
     }
 }
 
 /// Adds, through the mean pooling, each history item's share of its example's pooled
-/// gradient (the first `dim` columns of `g_x`) to `grad`; with `short` > 0, also each
-/// of the `short` most recent items' share of the next `dim` columns.
+/// gradient (the first `dim` columns of `g_x`, a row per example of `config`'s input
+/// width) to `grad` (and its genres' to the genre table's); with `short_hist`, also
+/// each of the most recent items' share of the next `dim` columns, and with `recent`,
+/// each recent item's own block.
 pub(super) fn add_history_grads<'h>(
     grad: &mut SparseGrad,
+    mut genres: GenreGrads,
     g_x: &[f32],
-    width: usize,
-    short: usize,
+    config: &ModelConfig,
     hists: impl Iterator<Item = &'h [i32]>,
 ) {
-    let d = grad.dim;
+    let (d, width, short) = (grad.dim, config.input_dim(), config.short_hist);
     for (r, hist) in hists.enumerate() {
         let row = &g_x[r * width..(r + 1) * width];
-        add_pooled_grads(grad, hist, &row[..d]);
+        add_pooled_grads(grad, &mut genres, hist, &row[..d]);
         if short > 0 {
-            add_pooled_grads(grad, &hist[..hist.len().min(short)], &row[d..2 * d]);
+            add_pooled_grads(grad, &mut genres, &hist[..hist.len().min(short)], &row[d..2 * d]);
+        }
+        for (j, &h) in hist.iter().take(config.recent).enumerate() {
+            add_pooled_grads(grad, &mut genres, &[h], &row[config.recent_at(j)..config.recent_at(j) + d]);
         }
     }
 }
 
 /// Each of `items`' share of the gradient `g` of their mean.
-fn add_pooled_grads(grad: &mut SparseGrad, items: &[i32], g: &[f32]) {
+fn add_pooled_grads(grad: &mut SparseGrad, genres: &mut GenreGrads, items: &[i32], g: &[f32]) {
     let scale = 1.0 / items.len().max(1) as f32;
     for &h in items {
         grad.add(h as usize, g, scale);
+        if let Some((lists, genre_grad)) = genres {
+            add_genre_grads(lists, genre_grad, h as usize, g, scale);
+        }
+    }
+}
+
+/// Each of `item`'s genres' share of the gradient `g` (times `scale`) of its vector.
+fn add_genre_grads(lists: &GenreLists, grad: &mut SparseGrad, item: usize, g: &[f32], scale: f32) {
+    let codes = lists.of(item);
+    let share = scale / codes.len().max(1) as f32;
+    for &c in codes {
+        grad.add(c as usize, g, share);
     }
 }
 

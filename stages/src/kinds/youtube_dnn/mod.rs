@@ -17,7 +17,7 @@ use std::time::Instant;
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ModelConfig, Users};
+use crate::model::{GenreLists, ModelConfig, Users};
 use crate::rng::Rng;
 use crate::schema::clicks::ITEM;
 use crate::schema::encoded::vocab_rows;
@@ -91,6 +91,13 @@ pub struct TrainParams {
     pub tie_item_embeddings: bool,
     /// The n most recent history items pooled apart as well (0: off).
     pub short_hist: usize,
+    /// The n most recent history items, each also in a block of its own, in order
+    /// (0: off).
+    pub recent: usize,
+    /// An item's vector gets the mean of its genres' rows added, in the history and
+    /// as a candidate; the genres come from input `items` (`encode.items`). The host
+    /// path only.
+    pub genres: bool,
     /// The share of the tower's input zeroed at random while training, the rest
     /// scaled by 1 / (1 − dropout) (0: off; the host path only).
     pub dropout: f64,
@@ -123,6 +130,8 @@ impl Default for TrainParams {
             use_user_id: true,
             tie_item_embeddings: true,
             short_hist: 0,
+            recent: 0,
+            genres: false,
             dropout: 0.0,
             temperature: 0.05,
             loss: Loss::SampledSoftmax,
@@ -151,7 +160,8 @@ pub const SPEC: KindSpec = KindSpec {
     name: "youtube_dnn",
     summary: "trains the YouTubeDNN two-tower recall model (candle; CPU, or CUDA with a feature)",
     inputs: &["samples", "users", "vocab"],
-    optional_inputs: &[],
+    // Each item's genres, for `genres: true`.
+    optional_inputs: &["items"],
     outputs: &[MODEL, CONFIG, LOG],
     fingerprint: crate::fingerprints::YOUTUBE_DNN,
     params: params::check::<TrainParams>,
@@ -202,6 +212,9 @@ impl Params for TrainParams {
         params::ensure(self.dropout == 0.0 || !device_path, "dropout", || {
             "runs on the host path only, so not with path device or loss full".into()
         })?;
+        params::ensure(!self.genres || !device_path, "genres", || {
+            "true runs on the host path only, so not with path device or loss full".into()
+        })?;
         crate::model::DeviceName::parse(&self.device).map(|_| ()).map_err(|m| params::ParamError::at("device", m))
     }
 }
@@ -224,6 +237,7 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
         return Err(StageError::BadInput("youtube_dnn: the samples hold no positive training example".into()));
     }
     let users = Users::read(ctx.input("users")?, p.use_user_id)?;
+    let genres = genre_lists(ctx, &p, items)?;
     let age_max = examples.age.iter().copied().fold(1.0f32, f32::max);
     let config = ModelConfig {
         emb_dim: p.emb_dim,
@@ -231,7 +245,9 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
         temperature: p.temperature,
         tie_item_embeddings: p.tie_item_embeddings,
         short_hist: p.short_hist,
+        recent: p.recent,
         items,
+        genres: genres.as_ref().map_or(0, GenreLists::rows),
         features: users.features.clone(),
         dense: users.dense_names.clone(),
         age_max,
@@ -240,11 +256,11 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
         TrainPath::Host => false,
         TrainPath::Device => true,
         TrainPath::Auto => {
-            (device.is_cuda() && p.loss != Loss::Mixed && p.tie_item_embeddings && p.dropout == 0.0)
-                || p.loss == Loss::Full
+            let host_only = p.loss == Loss::Mixed || !p.tie_item_embeddings || p.dropout > 0.0 || p.genres;
+            (device.is_cuda() && !host_only) || p.loss == Loss::Full
         }
     };
-    let trainer = Trainer::new(&p, config, &examples, device)?;
+    let trainer = Trainer::new(&p, config, &examples, genres, device)?;
     let (model, log) = if on_device {
         device::train(trainer, &examples, &users, ctx.progress)?
     } else {
@@ -275,6 +291,27 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
         report.notes.push("device path".into());
     }
     Ok(report)
+}
+
+/// Each item's genres from input `items` when param `genres` asks for them.
+fn genre_lists(ctx: &StageCtx, p: &TrainParams, items: usize) -> Result<Option<GenreLists>, StageError> {
+    if !p.genres {
+        return Ok(None);
+    }
+    let path = ctx.optional_input("items").ok_or_else(|| {
+        StageError::BadInput(
+            "youtube_dnn: param `genres: true` needs input `items` (encode's `items`, from ingest's); add it or set genres: false"
+                .into(),
+        )
+    })?;
+    let lists = GenreLists::read(path, items)?;
+    if lists.codes.is_empty() {
+        return Err(StageError::BadInput(format!(
+            "{}: no item has a genre (ingest finds them in a RecBole `.item`, `u.item` or `movies.dat`); set genres: false",
+            path.display()
+        )));
+    }
+    Ok(Some(lists))
 }
 
 /// One epoch's line of the training log: epoch, steps so far, mean loss, seconds, samples/s.

@@ -4,7 +4,7 @@ use super::host::{add_candidate_grads, add_history_grads, hit_mask};
 use super::sampler::CandidateSampler;
 use super::sparse::SparseGrad;
 use super::*;
-use crate::model::{EmbeddingTable, normalize, tower_forward, user_input};
+use crate::model::{EmbeddingTable, GenreLists, ItemRows, normalize, tower_forward, user_input};
 use candle_core::{DType, Device, Tensor, Var};
 
 fn close(a: f32, b: f32, tol: f32) {
@@ -43,10 +43,17 @@ fn accidental_hits_and_in_batch_duplicates_are_masked() {
 fn pooling_is_the_mean_of_the_history() {
     let t = EmbeddingTable { rows: 3, dim: 2, data: vec![0.0, 0.0, 1.0, 2.0, 3.0, 6.0] };
     let mut out = [9.0; 2];
-    crate::model::pool(&t, &[1, 2], &mut out);
+    let rows = ItemRows { table: &t, genres: None };
+    crate::model::pool(rows, &[1, 2], &mut out);
     assert_eq!(out, [2.0, 4.0]);
-    crate::model::pool(&t, &[], &mut out);
+    crate::model::pool(rows, &[], &mut out);
     assert_eq!(out, [0.0, 0.0], "an empty history pools to zeros");
+    // Item 1 has genres 1 and 2, item 2 none: item 1's vector gains their mean.
+    let lists = GenreLists { offsets: vec![0, 0, 2, 2], codes: vec![1, 2] };
+    let table = EmbeddingTable { rows: 3, dim: 2, data: vec![0.0, 0.0, 10.0, 20.0, 30.0, 40.0] };
+    let genres = crate::model::Genres { lists, table };
+    crate::model::pool(ItemRows { table: &t, genres: Some(&genres) }, &[1, 2], &mut out);
+    assert_eq!(out, [(1.0 + 20.0 + 3.0) / 2.0, (2.0 + 30.0 + 6.0) / 2.0]);
 }
 
 /// A trainer over 6 items of dimension 4, no user features.
@@ -79,20 +86,27 @@ fn tiny_with(loss: Loss, sampler: Sampler, users: Users) -> (Trainer, Examples, 
         temperature: 0.5,
         tie_item_embeddings: true,
         short_hist: 0,
+        recent: 0,
         items: 6,
+        genres: 0,
         features: users.features.clone(),
         dense: users.dense_names.clone(),
         age_max: 1.0,
     };
     let p = TrainParams { emb_dim: 4, loss, sampler, distortion: 1.0, temperature: 0.5, seed: 3, ..Default::default() };
-    (Trainer::new(&p, config, &ex, Device::Cpu).unwrap(), ex, users)
+    (Trainer::new(&p, config, &ex, None, Device::Cpu).unwrap(), ex, users)
 }
 
-/// The same tiny trainer with `short_hist` set (the tower widens to take it).
-fn with_short_hist((tr, ex, users): (Trainer, Examples, Users), short: usize) -> (Trainer, Examples, Users) {
-    let config = ModelConfig { short_hist: short, ..tr.config.clone() };
-    let p = TrainParams { short_hist: short, ..tr.p.clone() };
-    (Trainer::new(&p, config, &ex, Device::Cpu).unwrap(), ex, users)
+/// The same tiny trainer with `short_hist` and `recent` set (the tower widens to take
+/// them).
+fn with_history(
+    (tr, ex, users): (Trainer, Examples, Users),
+    short_hist: usize,
+    recent: usize,
+) -> (Trainer, Examples, Users) {
+    let config = ModelConfig { short_hist, recent, ..tr.config.clone() };
+    let p = TrainParams { short_hist, recent, ..tr.p.clone() };
+    (Trainer::new(&p, config, &ex, None, Device::Cpu).unwrap(), ex, users)
 }
 
 fn inputs(tr: &Trainer, ex: &Examples, users: &Users) -> Vec<f32> {
@@ -101,7 +115,7 @@ fn inputs(tr: &Trainer, ex: &Examples, users: &Users) -> Vec<f32> {
     for i in 0..ex.len() {
         user_input(
             &tr.config,
-            &tr.items,
+            ItemRows { table: &tr.items, genres: tr.genres.as_ref().map(|g| &g.genres) },
             &tr.features,
             users,
             ex.user[i],
@@ -162,8 +176,15 @@ fn sampled_softmax_matches_a_hand_computation() {
 
 #[test]
 fn sparse_gradient_matches_candles_dense_one() {
-    for (loss, short) in [(Loss::SampledSoftmax, 0), (Loss::InBatch, 0), (Loss::Mixed, 0), (Loss::SampledSoftmax, 1)] {
-        let (mut tr, ex, users) = with_short_hist(tiny(loss, Sampler::Uniform), short);
+    let cases = [
+        (Loss::SampledSoftmax, 0, 0),
+        (Loss::InBatch, 0, 0),
+        (Loss::Mixed, 0, 0),
+        (Loss::SampledSoftmax, 1, 0),
+        (Loss::SampledSoftmax, 1, 3),
+    ];
+    for (loss, short, recent) in cases {
+        let (mut tr, ex, users) = with_history(tiny(loss, Sampler::Uniform), short, recent);
         let (dev, d) = (Device::Cpu, 4);
         let sampled = if loss == Loss::InBatch { vec![] } else { vec![5, 1] };
         // Sparse: leaves x and the candidate rows, gradients scattered by hand.
@@ -185,6 +206,13 @@ fn sparse_gradient_matches_candles_dense_one() {
             let mut parts = vec![mean(&h)];
             if short > 0 {
                 parts.push(mean(&h[..h.len().min(short)]));
+            }
+            // The recent items one by one, zeros past the history's end.
+            for j in 0..recent {
+                parts.push(match h.get(j) {
+                    Some(_) => mean(&h[j..j + 1]),
+                    None => Tensor::zeros((1, d), DType::F32, &dev).unwrap(),
+                });
             }
             parts.push(Tensor::from_slice(&crate::model::age_features(ex.age[i], 1.0), (1, 3), &dev).unwrap());
             rows.push(Tensor::cat(&parts, 1).unwrap());
@@ -246,8 +274,8 @@ fn host_gradients(tr: &mut Trainer, ex: &Examples, users: &Users, sampled: &[i32
     for &r in &cand_rows {
         sparse.slot_of(r as usize);
     }
-    add_candidate_grads(&mut sparse, &g_c);
-    add_history_grads(&mut sparse, &g_x, w, tr.config.short_hist, (0..3).map(|i| ex.hist_of(i)));
+    add_candidate_grads(&mut sparse, &g_c, None);
+    add_history_grads(&mut sparse, None, &g_x, &tr.config, (0..3).map(|i| ex.hist_of(i)));
     let features = (0..tr.features.len())
         .map(|k| {
             let mut table = vec![0f32; tr.features[k].rows * d];
@@ -265,12 +293,20 @@ fn host_gradients(tr: &mut Trainer, ex: &Examples, users: &Users, sampled: &[i32
 
 #[test]
 fn the_device_path_has_the_host_paths_loss_and_gradients() {
-    let cases = [(Loss::SampledSoftmax, false, 0), (Loss::SampledSoftmax, true, 0), (Loss::InBatch, true, 0)];
-    for (loss, with_features, short) in
-        cases.into_iter().chain([(Loss::SampledSoftmax, false, 1), (Loss::InBatch, true, 1)])
-    {
+    // (loss, user features, short_hist, recent); histories hold 1, 2 and 2 items, so
+    // recent 3 has padded slots.
+    let cases = [
+        (Loss::SampledSoftmax, false, 0, 0),
+        (Loss::SampledSoftmax, true, 0, 0),
+        (Loss::InBatch, true, 0, 0),
+        (Loss::SampledSoftmax, false, 1, 0),
+        (Loss::InBatch, true, 1, 0),
+        (Loss::SampledSoftmax, false, 0, 3),
+        (Loss::InBatch, true, 1, 2),
+    ];
+    for (loss, with_features, short, recent) in cases {
         let tiny = if with_features { tiny_with_features(loss) } else { tiny(loss, Sampler::Uniform) };
-        let (mut tr, ex, users) = with_short_hist(tiny, short);
+        let (mut tr, ex, users) = with_history(tiny, short, recent);
         let sampled: Vec<i32> = if loss == Loss::InBatch { vec![] } else { vec![5, 3, 1] };
         let (host_loss, sparse, host_features) = host_gradients(&mut tr, &ex, &users, &sampled);
         let mut host_items = vec![0f32; 6 * 4];
@@ -342,7 +378,7 @@ fn the_device_path_learns_and_is_seeded() {
         p.epochs = 40;
         p.batch_size = 2;
         p.lr = 0.05;
-        let tr = Trainer::new(&p, tr.config.clone(), &ex, Device::Cpu).unwrap();
+        let tr = Trainer::new(&p, tr.config.clone(), &ex, None, Device::Cpu).unwrap();
         device::train(tr, &ex, &users, &dagrun_kind::NoProgress).unwrap()
     };
     let ((model_a, log_a), (model_b, _)) = (run(), run());
@@ -359,7 +395,7 @@ fn an_untied_model_trains_history_and_candidates_in_tables_of_their_own() {
     let (tied, ex, users) = tiny(Loss::SampledSoftmax, Sampler::Uniform);
     let config = ModelConfig { tie_item_embeddings: false, ..tied.config.clone() };
     let p = TrainParams { tie_item_embeddings: false, ..tied.p.clone() };
-    let mut tr = Trainer::new(&p, config.clone(), &ex, Device::Cpu).unwrap();
+    let mut tr = Trainer::new(&p, config.clone(), &ex, None, Device::Cpu).unwrap();
     assert_eq!(tr.items.data, tied.items.data, "the input table starts as a tied model's does");
     let (items, out) = (tr.items.clone(), tr.out.as_ref().unwrap().table.clone());
     let losses: Vec<f64> = (0..60).map(|_| tr.step(&ex, &users, &[0, 1, 2], 0.05).unwrap()).collect();
@@ -377,6 +413,85 @@ fn an_untied_model_trains_history_and_candidates_in_tables_of_their_own() {
     let path = dir.path().join("model.safetensors");
     model.save(&path).unwrap();
     let loaded = crate::model::Model::load(&path, config, &Device::Cpu).unwrap();
-    assert_eq!(loaded.output_items().data, trained_out, "export reads the output table");
+    assert_eq!(loaded.output_items().table.data, trained_out, "export reads the output table");
     assert_ne!(loaded.items.data, trained_out);
+}
+
+/// With genres an item's vector is its row plus the mean of its genres' rows. The
+/// host path pools and gathers those vectors by hand and scatters their gradients
+/// onto item and genre rows; candle's gradients through the same sum, written as
+/// dense matrix products, must agree. The model saves and loads its genres.
+#[test]
+fn genre_gradients_match_candles_through_the_item_vectors() {
+    let (tied, ex, users) = tiny(Loss::SampledSoftmax, Sampler::Uniform);
+    // Items 1 {1, 2}, 2 {2}, 4 {1}, 5 {1, 2}; items 0 and 3 have none.
+    let lists = GenreLists { offsets: vec![0, 0, 2, 3, 3, 4, 6], codes: vec![1, 2, 2, 1, 1, 2] };
+    let config = ModelConfig { genres: lists.rows(), ..tied.config.clone() };
+    let p = TrainParams { genres: true, ..tied.p.clone() };
+    let mut tr = Trainer::new(&p, config.clone(), &ex, Some(lists.clone()), Device::Cpu).unwrap();
+    assert_eq!(tr.items.data, tied.items.data, "the item table starts as it does without genres");
+    let (dev, d, w, n) = (Device::Cpu, 4, tr.config.input_dim(), 6);
+    let e = Var::from_tensor(&tr.items.to_tensor(&dev).unwrap()).unwrap();
+    let g = Var::from_tensor(&tr.genres.as_ref().unwrap().genres.table.to_tensor(&dev).unwrap()).unwrap();
+    let mut mean = vec![0f32; n * 3];
+    let mut pooling = vec![0f32; 3 * n];
+    for i in 0..n {
+        lists.of(i).iter().for_each(|&c| mean[i * 3 + c as usize] += 1.0 / lists.of(i).len() as f32);
+    }
+    for r in 0..3 {
+        ex.hist_of(r).iter().for_each(|&h| pooling[r * n + h as usize] += 1.0 / ex.hist_of(r).len() as f32);
+    }
+    let mat = |v: Vec<f32>, shape: (usize, usize)| Tensor::from_vec(v, shape, &dev).unwrap();
+    let v = (e.as_tensor() + mat(mean, (n, 3)).matmul(g.as_tensor()).unwrap()).unwrap();
+    let by_hand = inputs(&tr, &ex, &users);
+    let tail = mat(by_hand.clone(), (3, w)).narrow(1, d, w - d).unwrap();
+    let x = Tensor::cat(&[&mat(pooling, (3, n)).matmul(&v).unwrap(), &tail], 1).unwrap();
+    for (a, b) in x.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().zip(&by_hand) {
+        close(*a, *b, 1e-6);
+    }
+    let (targets, sampled) = (ex.item.clone(), [3, 1]);
+    let t_slots: Vec<u32> = targets.iter().map(|&t| tr.item_grad.slot_of(t as usize) as u32).collect();
+    let s_slots: Vec<u32> = sampled.iter().map(|&s| tr.item_grad.slot_of(s as usize) as u32).collect();
+    let cand_rows = tr.item_grad.rows.clone();
+    let cand = v.index_select(&Tensor::from_slice(&cand_rows, cand_rows.len(), &dev).unwrap(), 0).unwrap();
+    let dense = tr.loss(&x, &cand, &targets, &sampled, &t_slots, &s_slots).unwrap().backward().unwrap();
+    let [g_e, g_g] = [&e, &g].map(|t| dense.get(t).unwrap().to_vec2::<f32>().unwrap());
+
+    // The host path: leaves for the inputs and candidates, their gradients scattered.
+    let x_leaf = Var::from_tensor(&x.detach()).unwrap();
+    let c_leaf = Var::from_tensor(&cand.detach()).unwrap();
+    let leaves = tr.loss(x_leaf.as_tensor(), c_leaf.as_tensor(), &targets, &sampled, &t_slots, &s_slots).unwrap();
+    let leaves = leaves.backward().unwrap();
+    let flat = |v: &Var| leaves.get(v).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let (mut items, mut genre_rows) = (SparseGrad::new(n, d), SparseGrad::new(3, d));
+    cand_rows.iter().for_each(|&r| _ = items.slot_of(r as usize));
+    add_candidate_grads(&mut items, &flat(&c_leaf), Some((&lists, &mut genre_rows)));
+    let hists = (0..3).map(|i| ex.hist_of(i));
+    add_history_grads(&mut items, Some((&lists, &mut genre_rows)), &flat(&x_leaf), &tr.config, hists);
+    let row = |s: &SparseGrad, r: usize| match s.slot[r] {
+        u32::MAX => vec![0.0; d],
+        k => s.grad[k as usize * d..(k as usize + 1) * d].to_vec(),
+    };
+    for (r, want) in g_e.iter().enumerate() {
+        row(&items, r).iter().zip(want).for_each(|(a, b)| close(*a, *b, 1e-5));
+    }
+    for (r, want) in g_g.iter().enumerate() {
+        row(&genre_rows, r).iter().zip(want).for_each(|(a, b)| close(*a, *b, 1e-5));
+    }
+    assert!(g_g[1].iter().chain(&g_g[2]).any(|x| x.abs() > 1e-6), "the genres get a gradient");
+
+    let losses: Vec<f64> = (0..60).map(|_| tr.step(&ex, &users, &[0, 1, 2], 0.05).unwrap()).collect();
+    assert!(losses[55..].iter().sum::<f64>() < losses[..5].iter().sum::<f64>(), "{losses:?}");
+    let model = tr.into_model().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    model.save(&path).unwrap();
+    let loaded = crate::model::Model::load(&path, config, &Device::Cpu).unwrap();
+    let genres = loaded.genres.as_ref().unwrap();
+    assert_eq!(genres.lists, lists);
+    let (mut got, item) = (vec![0f32; d], loaded.items.row(1));
+    loaded.output_items().write(1, &mut got);
+    for c in 0..d {
+        close(got[c], item[c] + (genres.table.row(1)[c] + genres.table.row(2)[c]) / 2.0, 1e-6);
+    }
 }

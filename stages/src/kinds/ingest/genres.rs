@@ -1,0 +1,143 @@
+//! The items' genres of each layout that has them: RecBole's `.item` (a `token_seq`
+//! field), MovieLens-100k's `u.item` (19 flags named by `u.genre`) and MovieLens-1M's
+//! `movies.dat` (`|`-separated names). A missing file means no genres, not an error.
+
+use std::path::Path;
+
+use super::{IngestParams, Text, header_index};
+use crate::schema::clicks::ItemGenres;
+use dagrun_kind::StageError;
+
+/// RecBole: the genres field named by `p.genres`, or `genre` / `class`, split on spaces
+/// (RecBole's `token_seq`).
+pub(super) fn recbole(path: &Path, p: &IngestParams) -> Result<ItemGenres, StageError> {
+    let mut genres = ItemGenres::default();
+    if !path.is_file() {
+        return Ok(genres);
+    }
+    let text = Text::open(path, "\t");
+    let (header, rows) = text.header_and_rows()?;
+    let names: Vec<&str> = header.iter().map(|h| h.split(':').next().unwrap_or(h)).collect();
+    let field = match &p.genres {
+        Some(name) => name.as_str(),
+        None => match ["genre", "class"].into_iter().find(|n| names.contains(n)) {
+            Some(name) => name,
+            None => return Ok(genres),
+        },
+    };
+    let idx = header_index(&text, &names, &[&p.item, field])?;
+    for row in rows {
+        let (line, record) = row?;
+        let fields: Vec<&str> = record.iter().collect();
+        let item = text.field(line, &fields, idx[0], "item")?;
+        for genre in text.field(line, &fields, idx[1], field)?.split(' ').filter(|g| !g.is_empty()) {
+            genres.push(item, genre);
+        }
+    }
+    Ok(genres)
+}
+
+/// The genre names of MovieLens-100k's flags, in order, as its README lists them;
+/// `u.genre` (name|position), when present, names them instead.
+const GROUPLENS_100K: [&str; 19] = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+];
+
+/// Where `u.item`'s genre flags start: after id, title, release date, video release
+/// date and IMDb URL.
+const FIRST_FLAG: usize = 5;
+
+/// MovieLens-100k: `u.item` rows `id|title|date|video date|url|flag × 19`.
+pub(super) fn movielens_100k(dir: &Path) -> Result<ItemGenres, StageError> {
+    let mut genres = ItemGenres::default();
+    let path = dir.join("u.item");
+    if !path.is_file() {
+        return Ok(genres);
+    }
+    let names = genre_names(&dir.join("u.genre"))?;
+    for (line, text) in latin1_lines(&path)? {
+        let fields: Vec<&str> = text.split('|').collect();
+        for (k, flag) in fields.iter().enumerate().skip(FIRST_FLAG) {
+            let name = names.get(k - FIRST_FLAG).ok_or_else(|| {
+                bad_line(&path, line, format!("field {} is past the {} genre flags", k + 1, names.len()))
+            })?;
+            match *flag {
+                "1" => genres.push(fields[0], name),
+                "0" | "" => {}
+                other => return Err(bad_line(&path, line, format!("genre flag `{other}` of {name} is not 0 or 1"))),
+            }
+        }
+    }
+    Ok(genres)
+}
+
+/// `u.genre`'s names by position, or the README's when there is no such file.
+fn genre_names(path: &Path) -> Result<Vec<String>, StageError> {
+    if !path.is_file() {
+        return Ok(GROUPLENS_100K.iter().map(|g| g.to_string()).collect());
+    }
+    let mut names: Vec<String> = Vec::new();
+    for (line, text) in latin1_lines(path)? {
+        let (name, position) = text.split_once('|').unwrap_or((&text, ""));
+        if position.trim().parse::<usize>().ok() != Some(names.len()) {
+            return Err(bad_line(path, line, format!("expected `name|{}`, found `{text}`", names.len())));
+        }
+        names.push(name.to_string());
+    }
+    Ok(names)
+}
+
+/// MovieLens-1M: `movies.dat` rows `id::title::Genre|Genre`.
+pub(super) fn movielens_1m(path: &Path) -> Result<ItemGenres, StageError> {
+    let mut genres = ItemGenres::default();
+    if !path.is_file() {
+        return Ok(genres);
+    }
+    for (line, text) in latin1_lines(path)? {
+        let fields: Vec<&str> = text.split("::").collect();
+        let [id, _, names] = fields[..] else {
+            return Err(bad_line(path, line, format!("expected `id::title::genres`, found {} field(s)", fields.len())));
+        };
+        for name in names.split('|').filter(|g| !g.is_empty()) {
+            genres.push(id, name);
+        }
+    }
+    Ok(genres)
+}
+
+/// The non-blank lines of a GroupLens item file with their numbers. Those files are
+/// ISO-8859-1 (titles such as `Misérables` are one byte a letter), where every byte is
+/// the character of the same number, so decoding cannot fail.
+fn latin1_lines(path: &Path) -> Result<Vec<(usize, String)>, StageError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| StageError::BadInput(format!("{}: cannot read ({e})", path.display())))?;
+    let text: String = bytes.iter().map(|&b| b as char).collect();
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_end_matches('\r').to_string()))
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect())
+}
+
+fn bad_line(path: &Path, line: usize, message: String) -> StageError {
+    StageError::BadInput(format!("{}:{line}: {message}", path.display()))
+}
