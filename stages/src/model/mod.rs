@@ -174,10 +174,11 @@ impl GenreLists {
         Ok(GenreLists { offsets, codes })
     }
 
-    /// Item `item`'s genre codes (none for an item outside the lists).
+    /// Item `item`'s genre codes (none for an item outside the lists, or for offsets
+    /// that do not fit the codes, as a damaged model file could hold).
     pub fn of(&self, item: usize) -> &[u32] {
         match (self.offsets.get(item), self.offsets.get(item + 1)) {
-            (Some(&from), Some(&to)) => &self.codes[from as usize..to as usize],
+            (Some(&from), Some(&to)) => self.codes.get(from as usize..to as usize).unwrap_or(&[]),
             _ => &[],
         }
     }
@@ -328,6 +329,12 @@ impl Model {
                 let u32s = |t: Tensor| t.to_vec1::<u32>().map_err(failed);
                 let lists =
                     GenreLists { offsets: u32s(take("item_genre_offsets")?)?, codes: u32s(take("item_genre_codes")?)? };
+                if lists.offsets.len() != config.items + 1 || lists.codes.iter().any(|&c| c as usize >= table.rows) {
+                    return Err(StageError::Failed(format!(
+                        "{}: the items' genre codes do not fit the model's tables; train it again",
+                        path.display()
+                    )));
+                }
                 Some(Genres { lists, table })
             }
         };
