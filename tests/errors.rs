@@ -120,3 +120,11 @@ fn unknown_target_and_force() {
     assert_eq!(r.code, 2);
     insta::assert_snapshot!(r.stderr);
 }
+
+/// A param that asks for an optional input the stage is not given is refused when the
+/// pipeline loads, at the stage, before anything runs.
+#[test]
+fn a_param_that_needs_an_input_the_stage_lacks() {
+    let yaml = "stages:\n  clicks:\n    kind: synth\n  train:\n    kind: youtube_dnn\n    inputs: {samples: clicks.clicks, users: clicks.users, vocab: clicks.users}\n    params: {genres: true}\n";
+    insta::assert_snapshot!(rejected(yaml, &[]));
+}

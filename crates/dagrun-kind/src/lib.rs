@@ -52,7 +52,22 @@ pub struct KindSpec {
     /// Checks params against the kind's param struct, validates their values and
     /// fills in the defaults; called when the pipeline loads, before anything runs.
     pub params: fn(serde_json::Value) -> Result<serde_json::Value, ParamError>,
+    /// The optional inputs that the checked params ask for, each with the param that
+    /// asks; the pipeline is refused when it loads if one is not given.
+    pub needs: fn(&serde_json::Value) -> Vec<Need>,
     pub run: fn(&StageCtx) -> Result<Report, StageError>,
+}
+
+/// An optional input that a param's value asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    pub param: &'static str,
+    pub input: &'static str,
+}
+
+/// `needs` of a kind whose params never ask for an input.
+pub fn needs_nothing(_: &serde_json::Value) -> Vec<Need> {
+    Vec::new()
 }
 
 /// Progress reporting from a running stage; the engine draws it.

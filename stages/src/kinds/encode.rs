@@ -60,6 +60,7 @@ pub const SPEC: KindSpec = KindSpec {
     outputs: &[TRAIN, VALID, TEST, USERS, VOCAB, ITEMS],
     fingerprint: crate::fingerprints::ENCODE,
     params: params::check::<EncodeParams>,
+    needs: dagrun_kind::needs_nothing,
     run,
 };
 

@@ -32,6 +32,7 @@ pub const SPEC: KindSpec = KindSpec {
     outputs: &[USERS, ITEMS],
     fingerprint: crate::fingerprints::EXPORT,
     params: params::check::<ExportParams>,
+    needs: dagrun_kind::needs_nothing,
     run,
 };
 

@@ -37,6 +37,7 @@ pub const SPEC: KindSpec = KindSpec {
     outputs: &[RANKING, METRICS],
     fingerprint: crate::fingerprints::POPULARITY,
     params: params::check::<PopularityParams>,
+    needs: dagrun_kind::needs_nothing,
     run,
 };
 

@@ -46,6 +46,7 @@ pub const SPEC: KindSpec = KindSpec {
     outputs: &[TRAIN, VALID, TEST],
     fingerprint: crate::fingerprints::SPLIT_LAST_CLICK,
     params: params::check::<SplitParams>,
+    needs: dagrun_kind::needs_nothing,
     run,
 };
 

@@ -42,6 +42,7 @@ pub const SPEC: KindSpec = KindSpec {
     outputs: &[CLICKS, USERS],
     fingerprint: crate::fingerprints::SYNTH,
     params: params::check::<SynthParams>,
+    needs: dagrun_kind::needs_nothing,
     run,
 };
 

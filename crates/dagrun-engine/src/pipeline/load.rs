@@ -254,6 +254,16 @@ impl InputPass<'_> {
             let message = format!("stage `{}`: kind `{}` needs input `{missing}` ({hint})", name.value, spec.name);
             return Err(self.ctx.at(name.referenced, message));
         }
+        if let Kind::Builtin(spec) = stages[i].kind
+            && let Some(need) = (spec.needs)(&stages[i].params).into_iter().find(|n| !inputs.contains_key(n.input))
+        {
+            let (param, input) = (need.param, need.input);
+            let message = format!(
+                "stage `{}`: param `{param}` of kind `{}` needs input `{input}`; add `inputs: {{{input}: <stage>.<output> or a path}}` or change `{param}`",
+                name.value, spec.name
+            );
+            return Err(self.ctx.at(name.referenced, message));
+        }
         Ok((inputs, locs))
     }
 
@@ -384,6 +394,7 @@ mod tests {
         outputs: &[dagrun_kind::OutputSpec { name: "out", format: dagrun_kind::Format::Json }],
         fingerprint: "0000000000000000000000000000000000000000000000000000000000000000",
         params: scale_params,
+        needs: dagrun_kind::needs_nothing,
         run: |_| Ok(dagrun_kind::Report::default()),
     }];
 

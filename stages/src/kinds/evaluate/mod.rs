@@ -89,6 +89,7 @@ pub const SPEC: KindSpec = KindSpec {
     outputs: &[INDEX, TOPK, METRICS],
     fingerprint: crate::fingerprints::EVALUATE,
     params: params::check::<EvaluateParams>,
+    needs: dagrun_kind::needs_nothing,
     run,
 };
 

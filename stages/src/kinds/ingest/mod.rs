@@ -76,6 +76,7 @@ pub const SPEC: KindSpec = KindSpec {
     outputs: &[CLICKS, USERS, ITEMS],
     fingerprint: crate::fingerprints::INGEST,
     params: params::check::<IngestParams>,
+    needs: dagrun_kind::needs_nothing,
     run,
 };
 

@@ -79,6 +79,7 @@ pub const SPEC: KindSpec = KindSpec {
     outputs: &[TRAIN, VALID, TEST],
     fingerprint: crate::fingerprints::SAMPLE,
     params: params::check::<SampleParams>,
+    needs: dagrun_kind::needs_nothing,
     run,
 };
 

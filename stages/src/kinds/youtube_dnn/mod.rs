@@ -165,6 +165,7 @@ pub const SPEC: KindSpec = KindSpec {
     outputs: &[MODEL, CONFIG, LOG],
     fingerprint: crate::fingerprints::YOUTUBE_DNN,
     params: params::check::<TrainParams>,
+    needs,
     run,
 };
 
@@ -293,17 +294,20 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
     Ok(report)
 }
 
+/// `genres: true` needs input `items`; the pipeline is refused without it.
+fn needs(params: &serde_json::Value) -> Vec<dagrun_kind::Need> {
+    match params.get("genres") {
+        Some(serde_json::Value::Bool(true)) => vec![dagrun_kind::Need { param: "genres", input: "items" }],
+        _ => Vec::new(),
+    }
+}
+
 /// Each item's genres from input `items` when param `genres` asks for them.
 fn genre_lists(ctx: &StageCtx, p: &TrainParams, items: usize) -> Result<Option<GenreLists>, StageError> {
     if !p.genres {
         return Ok(None);
     }
-    let path = ctx.optional_input("items").ok_or_else(|| {
-        StageError::BadInput(
-            "youtube_dnn: param `genres: true` needs input `items` (encode's `items`, from ingest's); add it or set genres: false"
-                .into(),
-        )
-    })?;
+    let path = ctx.input("items")?;
     let lists = GenreLists::read(path, items)?;
     if lists.codes.is_empty() {
         return Err(StageError::BadInput(format!(
