@@ -75,15 +75,16 @@ pub(super) fn movielens_100k(dir: &Path) -> Result<ItemGenres, StageError> {
     let names = genre_names(&dir.join("u.genre"))?;
     for (line, text) in latin1_lines(&path)? {
         let fields: Vec<&str> = text.split('|').collect();
-        for (k, flag) in fields.iter().enumerate().skip(FIRST_FLAG) {
+        // Unset flags (and a trailing empty field) name no genre, so only a set one
+        // needs a name.
+        for (k, flag) in fields.iter().enumerate().skip(FIRST_FLAG).filter(|(_, f)| !matches!(**f, "0" | "")) {
             let name = names.get(k - FIRST_FLAG).ok_or_else(|| {
                 bad_line(&path, line, format!("field {} is past the {} genre flags", k + 1, names.len()))
             })?;
-            match *flag {
-                "1" => genres.push(fields[0], name),
-                "0" | "" => {}
-                other => return Err(bad_line(&path, line, format!("genre flag `{other}` of {name} is not 0 or 1"))),
+            if *flag != "1" {
+                return Err(bad_line(&path, line, format!("genre flag `{flag}` of {name} is not 0 or 1")));
             }
+            genres.push(fields[0], name);
         }
     }
     Ok(genres)

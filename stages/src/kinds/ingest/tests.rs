@@ -187,13 +187,14 @@ fn genres_of_grouplens_100k_flags_in_latin1() {
     write(d.path(), "u.data", "196\t242\t3\t881250949\n");
     let mut item = b"242|Les Mis".to_vec();
     item.push(0xE9);
-    item.extend_from_slice(b"rables (1995)|01-Jan-1995||http://x|0|1|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|1\n");
+    // A trailing `|` (an empty field past the flags) names no genre.
+    item.extend_from_slice(b"rables (1995)|01-Jan-1995||http://x|0|1|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|1|\n");
     std::fs::write(d.path().join("u.item"), &item).unwrap();
     let got = read(d.path(), &IngestParams::default()).unwrap();
     assert_eq!(pairs(&got), [("242", "Action"), ("242", "Comedy"), ("242", "Western")]);
     write(d.path(), "u.genre", "none|0\nloud|1\n");
     let e = read(d.path(), &IngestParams::default()).unwrap_err().to_string();
-    assert!(e.contains("u.item:1: field 8 is past the 2 genre flags"), "{e}");
+    assert!(e.contains("u.item:1: field 11 is past the 2 genre flags"), "Comedy is set, and unnamed: {e}");
     write(d.path(), "u.genre", "unknown|0\nAction|2\n");
     let e = read(d.path(), &IngestParams::default()).unwrap_err().to_string();
     assert!(e.contains("u.genre:2: expected `name|1`, found `Action|2`"), "{e}");
