@@ -359,7 +359,7 @@ fn hint(message: &str) -> Option<&'static str> {
     let m = message.to_ascii_lowercase();
     if m.contains("nosuchbucket") || m.contains("bucket does not exist") || m.contains("containernotfound") {
         Some("does the bucket exist?")
-    } else if m.contains("403") || m.contains("signaturedoesnotmatch") || m.contains("invalidaccesskeyid") {
+    } else if status(&m, "403") || m.contains("signaturedoesnotmatch") || m.contains("invalidaccesskeyid") {
         Some("check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the GCS / Azure ones)")
     } else if m.contains("error sending request") || m.contains("connect") || m.contains("timed out") {
         Some("is the remote reachable (AWS_ENDPOINT_URL, the network)?")
@@ -368,9 +368,31 @@ fn hint(message: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether the HTTP status `code` stands in `m` as a number of its own, not inside
+/// another one such as the duration `612.403972ms`.
+fn status(m: &str, code: &str) -> bool {
+    m.match_indices(code).any(|(at, _)| {
+        let number = |c: char| c.is_ascii_digit() || c == '.';
+        !m[..at].ends_with(number) && !m[at + code.len()..].starts_with(number)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: an unreachable endpoint's message, whose retry time read
+    /// `612.403972ms`, was taken for a 403 and told the user to check the credentials.
+    #[test]
+    fn a_status_code_inside_a_duration_is_no_status() {
+        let unreachable = "error performing get http://127.0.0.1:45621/cache in 612.403972ms, after 3 retries - http error: error sending request";
+        assert_eq!(hint(unreachable), Some("is the remote reachable (AWS_ENDPOINT_URL, the network)?"));
+        let forbidden = "client error (forbidden) with status 403: <code>accessdenied</code>";
+        assert_eq!(
+            hint(forbidden),
+            Some("check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the GCS / Azure ones)")
+        );
+    }
 
     #[test]
     fn shown_urls_hide_users_and_queries() {
