@@ -63,12 +63,18 @@ impl ModelConfig {
     /// History vectors at the start of the tower's input: the whole history pooled,
     /// the recent one pooled with `short_hist`, then the `recent` items one by one.
     pub fn history_blocks(&self) -> usize {
-        1 + usize::from(self.short_hist > 0) + self.recent
+        self.pooled_blocks() + self.recent
+    }
+
+    /// The pooled history blocks: the whole history's, and the recent one's with
+    /// `short_hist`.
+    fn pooled_blocks(&self) -> usize {
+        1 + usize::from(self.short_hist > 0)
     }
 
     /// Column where the `j`-th most recent item's own block starts (with `recent`).
     pub fn recent_at(&self, j: usize) -> usize {
-        self.emb_dim * (1 + usize::from(self.short_hist > 0) + j)
+        self.emb_dim * (self.pooled_blocks() + j)
     }
 
     /// Column where feature `f`'s embedding starts in the tower's input.

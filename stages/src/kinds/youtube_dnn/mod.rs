@@ -174,6 +174,25 @@ impl TrainParams {
     fn hidden(&self) -> Vec<usize> {
         self.hidden_units.clone().unwrap_or_else(|| vec![64, self.emb_dim])
     }
+
+    /// The options set that only the host path runs, each as its param and what a
+    /// pipeline asking the device path for it is told; `auto` takes the host path
+    /// when there is one.
+    fn host_only_options(&self) -> Vec<(&'static str, &'static str)> {
+        [
+            (
+                !self.tie_item_embeddings,
+                "tie_item_embeddings",
+                "false runs on the host path only, so not with path device or loss full",
+            ),
+            (self.dropout != 0.0, "dropout", "runs on the host path only, so not with path device or loss full"),
+            (self.genres, "genres", "true runs on the host path only, so not with path device or loss full"),
+        ]
+        .into_iter()
+        .filter(|(set, _, _)| *set)
+        .map(|(_, key, message)| (key, message))
+        .collect()
+    }
 }
 
 impl Params for TrainParams {
@@ -203,19 +222,13 @@ impl Params for TrainParams {
         params::ensure(!(self.path == TrainPath::Host && self.loss == Loss::Full), "path", || {
             "host: loss full runs on the device path only; use path device (or auto on a GPU)".into()
         })?;
-        let device_path = self.path == TrainPath::Device || self.loss == Loss::Full;
-        params::ensure(self.tie_item_embeddings || !device_path, "tie_item_embeddings", || {
-            "false runs on the host path only, so not with path device or loss full".into()
-        })?;
         params::ensure((0.0..1.0).contains(&self.dropout), "dropout", || {
             format!("must lie in [0, 1), not {}", self.dropout)
         })?;
-        params::ensure(self.dropout == 0.0 || !device_path, "dropout", || {
-            "runs on the host path only, so not with path device or loss full".into()
-        })?;
-        params::ensure(!self.genres || !device_path, "genres", || {
-            "true runs on the host path only, so not with path device or loss full".into()
-        })?;
+        let device_path = self.path == TrainPath::Device || self.loss == Loss::Full;
+        for (key, message) in self.host_only_options() {
+            params::ensure(!device_path, key, || message.into())?;
+        }
         crate::model::DeviceName::parse(&self.device).map(|_| ()).map_err(|m| params::ParamError::at("device", m))
     }
 }
@@ -257,7 +270,7 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
         TrainPath::Host => false,
         TrainPath::Device => true,
         TrainPath::Auto => {
-            let host_only = p.loss == Loss::Mixed || !p.tie_item_embeddings || p.dropout > 0.0 || p.genres;
+            let host_only = p.loss == Loss::Mixed || !p.host_only_options().is_empty();
             (device.is_cuda() && !host_only) || p.loss == Loss::Full
         }
     };
