@@ -184,3 +184,52 @@ fn bad_click_log_is_exit_2_with_file_line_column() {
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("log.csv:3:5: timestamp `soon` is not a number"), "{}", r.stdout);
 }
+
+/// A CSV log's genres column (param `genres`) reaches encode's items table and the
+/// trained model's genre table, with no MovieLens file involved.
+#[test]
+fn genres_of_a_csv_log_reach_encode_and_the_model() {
+    let stages = "stages:
+  clicks:
+    kind: ingest
+    inputs: {data: log.csv}
+    params: {genres: tags}
+  split:
+    kind: split_last_click
+    inputs: {clicks: clicks.clicks}
+  encode:
+    kind: encode
+    inputs: {train: split.train, test: split.test, users: clicks.users, items: clicks.items}
+  sample:
+    kind: sample
+    inputs: {train: encode.train, test: encode.test}
+  train:
+    kind: youtube_dnn
+    inputs: {samples: sample.train, users: encode.users, vocab: encode.vocab, items: encode.items}
+    params: {genres: true, epochs: 1, emb_dim: 4, hidden_units: [4], num_sampled: 2}
+";
+    let p = Project::new(stages);
+    let mut log = String::from("user_id,item_id,timestamp,tags\n");
+    for (user, items) in [(1, [10, 11, 12, 13]), (2, [11, 12, 13, 10]), (3, [12, 10, 11, 13])] {
+        for (t, item) in items.iter().enumerate() {
+            let tags = match item {
+                10 => "Drama|War",
+                11 => "Comedy",
+                12 => "",
+                _ => "Drama",
+            };
+            log.push_str(&format!("{user},{item},{t},{tags}\n"));
+        }
+    }
+    p.write("log.csv", &log);
+    let r = p.dagrun(&["run"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let sql = "SELECT v.value AS item, g.value AS genre FROM encode_items i \
+               JOIN encode_vocab v ON v.feature = 'item_id' AND v.index = i.item \
+               JOIN encode_vocab g ON g.feature = 'genre' AND g.index = i.genre ORDER BY item, genre";
+    let r = p.dagrun(&["sql", "--format", "csv", sql]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "item,genre\n10,Drama\n10,War\n11,Comedy\n13,Drama\n", "12 has none");
+    let config: serde_json::Value = serde_json::from_str(&p.read("artifacts/latest/train/config.json")).unwrap();
+    assert_eq!(config["genres"], 4, "three genres and padding");
+}

@@ -1,12 +1,51 @@
 //! The items' genres of each layout that has them: RecBole's `.item` (a `token_seq`
-//! field), MovieLens-100k's `u.item` (19 flags named by `u.genre`) and MovieLens-1M's
-//! `movies.dat` (`|`-separated names). A missing file means no genres, not an error.
+//! field), MovieLens-100k's `u.item` (19 flags named by `u.genre`), MovieLens-1M's
+//! `movies.dat` (`|`-separated names), and a column of a CSV/TSV/Parquet log. A
+//! missing file means no genres, not an error.
 
 use std::path::Path;
 
-use super::{IngestParams, Text, header_index};
+use datafusion::arrow::array::{Array, ArrayRef, ListArray, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+
+use super::{IngestParams, Text, first_rows, header_index};
 use crate::schema::clicks::ItemGenres;
 use dagrun_kind::StageError;
+
+/// A log's genres column (`|`-separated names, or a list of names) at each item's
+/// first click, items in the order they first appear; a null or empty value names no
+/// genre.
+pub(super) fn at_first_clicks(items: &ArrayRef, column: &ArrayRef, path: &Path) -> Result<ItemGenres, StageError> {
+    let text = |a: &ArrayRef| -> Result<ArrayRef, StageError> {
+        cast(a, &DataType::Utf8).map_err(|e| StageError::BadInput(format!("{}: genres column: {e}", path.display())))
+    };
+    let ids = text(items)?;
+    let ids = ids.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
+    let mut genres = ItemGenres::default();
+    if let Some(lists) = column.as_any().downcast_ref::<ListArray>() {
+        let names = text(lists.values())?;
+        let names = names.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
+        let offsets = lists.value_offsets();
+        for row in first_rows(items).into_iter().map(|r| r as usize).filter(|&r| lists.is_valid(r)) {
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            for name in (start..end).filter(|&k| names.is_valid(k)).map(|k| names.value(k).trim()) {
+                if !name.is_empty() {
+                    genres.push(ids.value(row), name);
+                }
+            }
+        }
+        return Ok(genres);
+    }
+    let values = text(column)?;
+    let values = values.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
+    for row in first_rows(items).into_iter().map(|r| r as usize).filter(|&r| values.is_valid(r)) {
+        for name in values.value(row).split('|').map(str::trim).filter(|g| !g.is_empty()) {
+            genres.push(ids.value(row), name);
+        }
+    }
+    Ok(genres)
+}
 
 /// RecBole: the genres field named by `p.genres`, or `genre` / `class`, split on spaces
 /// (RecBole's `token_seq`).

@@ -4,8 +4,8 @@
 //!
 //! Layouts: RecBole atomic files (`*.inter` + `*.user` + `*.item`), GroupLens
 //! MovieLens-100k (`u.data` + `u.user` + `u.item`), MovieLens-1M (`ratings.dat` +
-//! `users.dat` + `movies.dat`), and CSV/TSV/Parquet files with a column mapping (no
-//! items table).
+//! `users.dat` + `movies.dat`), and CSV/TSV/Parquet files with a column mapping (the
+//! genres, if any, a column of the log).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,8 +47,10 @@ pub struct IngestParams {
     pub timestamp: String,
     /// Columns of a CSV/TSV/Parquet log that are categorical user features.
     pub user_features: Vec<String>,
-    /// The field of a RecBole `.item` file that holds an item's genres (a
-    /// `token_seq`); absent: `genre` or `class`, whichever the file has.
+    /// Where items' genres are. RecBole: the field of the `.item` file that holds
+    /// them (a `token_seq`); absent: `genre` or `class`, whichever the file has.
+    /// CSV/TSV/Parquet: a column of the log, its value at an item's first click
+    /// (`|`-separated names, or a Parquet list of them); absent: no genres.
     pub genres: Option<String>,
 }
 
@@ -336,9 +338,11 @@ fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<Inges
     let header: Vec<&str> = header.iter().collect();
     let mut wanted: Vec<&str> = vec![&p.user, &p.item, &p.timestamp];
     wanted.extend(p.user_features.iter().map(String::as_str));
+    wanted.extend(p.genres.as_deref());
     let idx = header_index(&text, &header, &wanted)?;
     let mut log = ClickLog::default();
-    let mut feats: Vec<Vec<String>> = vec![Vec::new(); p.user_features.len()];
+    // The user features' values, then the genres', row by row.
+    let mut values: Vec<Vec<String>> = vec![Vec::new(); wanted.len() - 3];
     for row in rows {
         let (line, record) = row?;
         let fields: Vec<&str> = record.iter().collect();
@@ -347,29 +351,30 @@ fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<Inges
         let ts = text.timestamp(line, &fields, idx[2])?;
         log.push(user.to_string(), item.to_string(), ts);
         for (k, &i) in idx[3..].iter().enumerate() {
-            feats[k].push(text.field(line, &fields, i, &p.user_features[k])?.to_string());
+            values[k].push(text.field(line, &fields, i, wanted[k + 3])?.to_string());
         }
     }
     let users: ArrayRef = Arc::new(StringArray::from(log.users));
-    let columns =
-        p.user_features.iter().cloned().zip(feats.into_iter().map(|f| Arc::new(StringArray::from(f)) as ArrayRef));
-    let (user_ids, features) = users_at_first_clicks(&users, columns.collect())?;
-    Ok(Ingested {
-        users,
-        items: Arc::new(StringArray::from(log.items)),
-        timestamps: log.timestamps,
-        user_ids,
-        features,
-        genres: ItemGenres::default(),
-    })
+    let items: ArrayRef = Arc::new(StringArray::from(log.items));
+    let mut columns: Vec<ArrayRef> = values.into_iter().map(|v| Arc::new(StringArray::from(v)) as ArrayRef).collect();
+    let genres = match p.genres {
+        Some(_) => genres::at_first_clicks(&items, &columns.pop().expect("the genres column was asked for"), path)?,
+        None => ItemGenres::default(),
+    };
+    let (user_ids, features) = users_at_first_clicks(&users, p.user_features.iter().cloned().zip(columns).collect())?;
+    Ok(Ingested { users, items, timestamps: log.timestamps, user_ids, features, genres })
 }
 
 /// A Parquet log, read by the parquet crate, its columns named by the params. Integer
 /// id columns stay integers (int64), so split and encode work on numbers as they do
 /// for synth's; other ids become text.
 fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError> {
-    let wanted: Vec<&str> =
-        [&p.user, &p.item, &p.timestamp].into_iter().chain(&p.user_features).map(String::as_str).collect();
+    let wanted: Vec<&str> = [&p.user, &p.item, &p.timestamp]
+        .into_iter()
+        .chain(&p.user_features)
+        .chain(&p.genres)
+        .map(String::as_str)
+        .collect();
     let (schema, batches) = table::read_batches(path, |c| wanted.contains(&c))
         .map_err(|e| StageError::BadInput(format!("{}: {e}", path.display())))?;
     let batch =
@@ -400,7 +405,11 @@ fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError>
     }
     let columns = p.user_features.iter().map(|name| Ok((name.clone(), column_named(&batch, name, path)?.clone())));
     let (user_ids, features) = users_at_first_clicks(&users, columns.collect::<Result<_, StageError>>()?)?;
-    Ok(Ingested { users, items, timestamps: ts.values().to_vec(), user_ids, features, genres: ItemGenres::default() })
+    let genres = match &p.genres {
+        Some(name) => genres::at_first_clicks(&items, column_named(&batch, name, path)?, path)?,
+        None => ItemGenres::default(),
+    };
+    Ok(Ingested { users, items, timestamps: ts.values().to_vec(), user_ids, features, genres })
 }
 
 /// The users table of a log that has none: every user once, in the order they first
@@ -432,7 +441,7 @@ fn integers(ids: &ArrayRef) -> Option<ArrayRef> {
     Some(Arc::new(Int64Array::from(values?)))
 }
 
-/// The row of each user's first click, in the order users first appear.
+/// The row of each user's (or item's) first click, in the order they first appear.
 fn first_rows(users: &ArrayRef) -> Vec<u32> {
     let mut firsts = Vec::new();
     if let Some(ints) = users.as_any().downcast_ref::<Int64Array>() {

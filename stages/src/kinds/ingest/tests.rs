@@ -215,3 +215,55 @@ fn genres_of_movielens_1m_movies() {
     let e = read(d.path(), &IngestParams::default()).unwrap_err().to_string();
     assert!(e.contains("movies.dat:1: expected `id::title::genres`, found 2 field(s)"), "{e}");
 }
+
+/// A CSV/TSV log's genres column counts at an item's first click: a later click
+/// saying otherwise changes nothing, and an empty value names no genre.
+#[test]
+fn genres_of_a_csv_log_column_at_each_items_first_click() {
+    let d = tempfile::tempdir().unwrap();
+    let body = "uid,iid,ts,city,tags\na,x,5,paris,Drama| War\nb,y,6,rome,\na,y,7,oslo,Comedy\nb,x,8,rome,Horror\n";
+    let f = write(d.path(), "log.csv", body);
+    let p = IngestParams { genres: Some("tags".into()), ..uid_iid_ts_city() };
+    let got = read(&f, &p).unwrap();
+    assert_eq!(pairs(&got), [("x", "Drama"), ("x", "War")], "y's first click names none");
+    assert_eq!(got.features[0].1, ["paris", "rome"], "the user features are read as before");
+    let tsv = write(d.path(), "log.tsv", "user_id\titem_id\ttimestamp\tg\n1\t7\t5\tA|B\n");
+    let got = read(&tsv, &IngestParams { genres: Some("g".into()), ..Default::default() }).unwrap();
+    assert_eq!(got.items.data_type(), &DataType::Int64);
+    assert_eq!(pairs(&got), [("7", "A"), ("7", "B")]);
+    let e = read(&f, &IngestParams { genres: Some("genre".into()), ..uid_iid_ts_city() }).unwrap_err().to_string();
+    assert!(e.contains("log.csv:1:1: no column `genre` in the header"), "{e}");
+    assert!(pairs(&read(&f, &uid_iid_ts_city()).unwrap()).is_empty(), "no param, no genres");
+}
+
+/// A Parquet log's genres are `|`-separated text or a list of names; integer item
+/// ids keep their type.
+#[test]
+fn genres_of_a_parquet_log_as_text_or_list() {
+    use datafusion::arrow::array::ListBuilder;
+    use datafusion::arrow::array::StringBuilder;
+    let d = tempfile::tempdir().unwrap();
+    let mut lists = ListBuilder::new(StringBuilder::new());
+    for row in [vec![Some("Drama"), Some("War")], vec![], vec![None, Some("Comedy")]] {
+        lists.append_value(row);
+    }
+    let f = d.path().join("log.parquet");
+    table::write(
+        &f,
+        vec![
+            ("user_id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+            ("item_id", Arc::new(Int64Array::from(vec![10, 10, 11]))),
+            ("timestamp", Arc::new(Int64Array::from(vec![1, 2, 3]))),
+            ("text", Arc::new(StringArray::from(vec![Some("Drama|War"), Some("Horror"), None]))),
+            ("list", Arc::new(lists.finish())),
+        ],
+    )
+    .unwrap();
+    let text_genres = read(&f, &IngestParams { genres: Some("text".into()), ..Default::default() }).unwrap();
+    assert_eq!(pairs(&text_genres), [("10", "Drama"), ("10", "War")], "a null names none");
+    let list_genres = read(&f, &IngestParams { genres: Some("list".into()), ..Default::default() }).unwrap();
+    assert_eq!(pairs(&list_genres), [("10", "Drama"), ("10", "War"), ("11", "Comedy")]);
+    assert_eq!(list_genres.items.data_type(), &DataType::Int64);
+    let e = read(&f, &IngestParams { genres: Some("tags".into()), ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("no column `tags`"), "{e}");
+}
