@@ -79,8 +79,7 @@ impl<'s> Picker<'s> {
 
     /// The score an item needs to enter either ranking (+∞ when nothing is wanted).
     fn bar(&self) -> f32 {
-        let best = self.unseen.as_ref().unwrap_or(&self.all);
-        if best.k == 0 { f32::INFINITY } else { best.worst }
+        self.unseen.as_ref().unwrap_or(&self.all).bar()
     }
 
     fn offer(&mut self, c: Candidate) {
@@ -131,10 +130,16 @@ impl Best {
         Best { k, buf: Vec::with_capacity(2 * k), worst: f32::NEG_INFINITY }
     }
 
-    /// False when `score` is below the k-th best so far (an equal score may still win
-    /// on its key). NaN is never kept.
+    /// The k-th best score so far, which a candidate must reach (+∞ when nothing is
+    /// wanted).
+    fn bar(&self) -> f32 {
+        if self.k == 0 { f32::INFINITY } else { self.worst }
+    }
+
+    /// False when `score` is below the bar (an equal score may still win on its key).
+    /// NaN is never kept, nor anything when nothing is wanted.
     fn could_take(&self, score: f32) -> bool {
-        self.k > 0 && score >= self.worst
+        self.k > 0 && score >= self.bar()
     }
 
     fn offer(&mut self, c: Candidate) {

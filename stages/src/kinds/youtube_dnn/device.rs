@@ -19,7 +19,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use dagrun_kind::StageError;
 
 use super::{BETA1, BETA2, LogRow, Loss, Steps, TrainParams, Trainer, epochs, finite};
-use crate::model::{EmbeddingTable, Model, ModelConfig, Users};
+use crate::model::{EmbeddingTable, GenreLists, Genres, Model, ModelConfig, Users};
 use crate::schema::examples::Examples;
 
 type Result<T> = candle_core::Result<T>;
@@ -89,6 +89,8 @@ pub(super) struct DeviceTrainer {
     short_hist: usize,
     recent: usize,
     pub(super) items: Var,
+    /// The genre table and each item's genres, with `genres`.
+    pub(super) genres: Option<DeviceGenres>,
     pub(super) features: Vec<Var>,
     tower: Vec<(Var, Var)>,
     /// ln Q of each item, -inf replaced by 0 as on the host, for sampled softmax;
@@ -108,14 +110,72 @@ pub(super) struct DeviceTrainer {
 /// The most floats the pooling matrix may hold (256 MiB).
 const POOL_MATRIX_MAX: usize = 1 << 26;
 
+/// The genres on the device: the genre table, and each item's genre mean as weights
+/// (1 / the item's count) two ways. While an [items, genres] matrix stays small, the
+/// whole catalogue's means are one product with the table (a GEMM each way, as
+/// `pool_by_matrix`'s); otherwise each item's codes padded to the most any item has,
+/// gathered for just the items a step reads (whose backward is candle's `index_add`).
+pub(super) struct DeviceGenres {
+    pub(super) table: Var,
+    /// [items, genres] the weight of each item's genres, when it fits.
+    pub(super) matrix: Option<Tensor>,
+    /// [items, widest] genre codes, padded with 0.
+    codes: Tensor,
+    /// [items, widest, 1] the weight of each code (0 on padding).
+    weights: Tensor,
+    lists: GenreLists,
+}
+
+impl DeviceGenres {
+    fn new(g: &Genres, items: usize, dev: &Device) -> Result<DeviceGenres> {
+        let widest = (0..items).map(|i| g.lists.of(i).len()).max().unwrap_or(0).max(1);
+        let mut codes = vec![0u32; items * widest];
+        let mut weights = vec![0f32; items * widest];
+        for i in 0..items {
+            let of = g.lists.of(i);
+            for (k, &code) in of.iter().enumerate() {
+                codes[i * widest + k] = code;
+                weights[i * widest + k] = 1.0 / of.len() as f32;
+            }
+        }
+        let genres = g.table.rows;
+        let matrix = if items.saturating_mul(genres) <= POOL_MATRIX_MAX {
+            let mut dense = vec![0f32; items * genres];
+            for (k, (&code, &w)) in codes.iter().zip(&weights).enumerate().filter(|(_, (_, w))| **w > 0.0) {
+                dense[(k / widest) * genres + code as usize] += w;
+            }
+            Some(Tensor::from_vec(dense, (items, genres), dev)?)
+        } else {
+            None
+        };
+        Ok(DeviceGenres {
+            table: Var::from_tensor(&host_table(&g.table, dev)?)?,
+            matrix,
+            codes: Tensor::from_vec(codes, (items, widest), dev)?,
+            weights: Tensor::from_vec(weights, (items, widest, 1), dev)?,
+            lists: g.lists.clone(),
+        })
+    }
+
+    /// [n, dim]: the mean of the genre rows of each item of `ids` ([n] u32), gathered.
+    fn mean(&self, ids: &Tensor) -> Result<Tensor> {
+        let (n, widest) = (ids.dim(0)?, self.codes.dim(1)?);
+        let codes = self.codes.index_select(ids, 0)?.flatten_all()?;
+        let rows = self.table.as_tensor().index_select(&codes, 0)?.reshape((n, widest, ()))?;
+        rows.broadcast_mul(&self.weights.index_select(ids, 0)?)?.sum(1)
+    }
+}
+
 impl DeviceTrainer {
     /// Takes the host trainer's starting tables and tower, so both paths start alike.
     pub(super) fn from_host(tr: &Trainer) -> Result<DeviceTrainer> {
         let dev = tr.device.clone();
         let items = Var::from_tensor(&host_table(&tr.items, &dev)?)?;
+        let genres = tr.genres.as_ref().map(|g| DeviceGenres::new(&g.genres, tr.config.items, &dev)).transpose()?;
         let features =
             tr.features.iter().map(|t| Var::from_tensor(&host_table(t, &dev)?)).collect::<Result<Vec<_>>>()?;
         let mut vars = vec![items.clone()];
+        vars.extend(genres.as_ref().map(|g| g.table.clone()));
         vars.extend(features.iter().cloned());
         for (w, b) in &tr.tower {
             vars.extend([w.clone(), b.clone()]);
@@ -143,6 +203,7 @@ impl DeviceTrainer {
             short_hist: tr.config.short_hist,
             recent: tr.config.recent,
             items,
+            genres,
             features,
             tower: tr.tower.clone(),
             log_q,
@@ -154,15 +215,16 @@ impl DeviceTrainer {
     /// The loss of the examples `batch` ([B] u32) against `sampled` ([S] u32, empty
     /// for in-batch), as a scalar tensor still on the device.
     pub(super) fn loss(&self, data: &Uploaded, batch: &Tensor, sampled: &Tensor) -> Result<Tensor> {
-        let u = crate::model::normalize(&crate::model::tower_forward(&self.layers(), &self.input(data, batch)?)?)?;
+        let v = self.vectors()?;
+        let u = crate::model::normalize(&crate::model::tower_forward(&self.layers(), &self.input(data, batch, &v)?)?)?;
         let targets = data.targets.index_select(batch, 0)?;
         let b = targets.dim(0)?;
-        let vt = crate::model::normalize(&self.items.as_tensor().index_select(&targets, 0)?)?;
+        let vt = crate::model::normalize(&v.rows(&targets)?)?;
         let inv_t = 1.0 / self.p.temperature;
         let (logits, labels) = match self.p.loss {
             Loss::SampledSoftmax => {
                 let s = sampled.dim(0)?;
-                let vs = crate::model::normalize(&self.items.as_tensor().index_select(sampled, 0)?)?;
+                let vs = crate::model::normalize(&v.rows(sampled)?)?;
                 let ln_s = f64::from((s as f32).ln());
                 let q_t = self.log_q.index_select(&targets, 0)?.affine(1.0, ln_s)?.unsqueeze(1)?;
                 let q_s = self.log_q.index_select(sampled, 0)?.affine(1.0, ln_s)?.unsqueeze(0)?;
@@ -180,7 +242,7 @@ impl DeviceTrainer {
                 (inb, Tensor::arange(0u32, b as u32, &self.device)?)
             }
             Loss::Full => {
-                let all = crate::model::normalize(self.items.as_tensor())?;
+                let all = crate::model::normalize(&v.all()?)?;
                 let logits = u.matmul(&all.t()?)?.affine(inv_t, 0.0)?.broadcast_add(&self.padding)?;
                 (logits, targets)
             }
@@ -200,12 +262,12 @@ impl DeviceTrainer {
     /// Tower inputs of `batch`: the mean of each history's rows (and of its
     /// `short_hist` most recent ones), the `recent` most recent rows one by one, the
     /// feature rows, the tail.
-    fn input(&self, data: &Uploaded, batch: &Tensor) -> Result<Tensor> {
+    fn input(&self, data: &Uploaded, batch: &Tensor, v: &ItemVectors) -> Result<Tensor> {
         let hist = data.hist.index_select(batch, 0)?;
         let lens = data.lens.index_select(batch, 0)?.to_dtype(DType::F32)?;
-        let mut parts = vec![self.pool(data, &hist, &lens)?];
+        let mut parts = vec![self.pool(data, &hist, &lens, v)?];
         if self.short_hist > 0 {
-            parts.push(self.pool(data, &hist, &lens.clamp(0f32, self.short_hist as f32)?)?);
+            parts.push(self.pool(data, &hist, &lens.clamp(0f32, self.short_hist as f32)?, v)?);
         }
         let (b, longest) = hist.dims2()?;
         for j in 0..self.recent {
@@ -213,7 +275,7 @@ impl DeviceTrainer {
                 parts.push(Tensor::zeros((b, self.dim), DType::F32, &self.device)?);
                 continue;
             }
-            let rows = self.items.as_tensor().index_select(&hist.narrow(1, j, 1)?.squeeze(1)?, 0)?;
+            let rows = v.rows(&hist.narrow(1, j, 1)?.squeeze(1)?)?;
             // 1 where the history has a j-th item, 0 where that slot is padding.
             let present = lens.affine(1.0, -(j as f64))?.clamp(0f32, 1f32)?.unsqueeze(1)?;
             parts.push(rows.broadcast_mul(&present)?);
@@ -226,7 +288,7 @@ impl DeviceTrainer {
     }
 
     /// The mean of the first `lens` ([B] f32) items of each of `hist`'s padded rows.
-    fn pool(&self, data: &Uploaded, hist: &Tensor, lens: &Tensor) -> Result<Tensor> {
+    fn pool(&self, data: &Uploaded, hist: &Tensor, lens: &Tensor, v: &ItemVectors) -> Result<Tensor> {
         let (b, longest) = hist.dims2()?;
         let mask = data.positions.broadcast_lt(&lens.unsqueeze(1)?)?.to_dtype(DType::F32)?;
         // An empty history pools to zeros, as on the host (its length counts as 1).
@@ -234,11 +296,24 @@ impl DeviceTrainer {
         if self.pool_by_matrix {
             let n = self.items.dim(0)?;
             let a = Tensor::zeros((b, n), DType::F32, &self.device)?.scatter_add(hist, &weights, 1)?;
-            a.matmul(self.items.as_tensor())
+            a.matmul(&v.all()?)
         } else {
-            let rows = self.items.as_tensor().index_select(&hist.flatten_all()?, 0)?.reshape((b, longest, self.dim))?;
+            let rows = v.rows(&hist.flatten_all()?)?.reshape((b, longest, self.dim))?;
             rows.broadcast_mul(&weights.unsqueeze(2)?)?.sum(1)
         }
+    }
+
+    /// The item vectors of one step: the item table, with genres their means added
+    /// to the whole table at once while the genre matrix fits, else row by row.
+    fn vectors(&self) -> Result<ItemVectors<'_>> {
+        let items = self.items.as_tensor();
+        Ok(match &self.genres {
+            None => ItemVectors { table: items.clone(), gathered: None },
+            Some(g) => match &g.matrix {
+                Some(m) => ItemVectors { table: (items + m.matmul(g.table.as_tensor())?)?, gathered: None },
+                None => ItemVectors { table: items.clone(), gathered: Some(g) },
+            },
+        })
     }
 
     fn layers(&self) -> Vec<(&Tensor, &Tensor)> {
@@ -254,8 +329,41 @@ impl DeviceTrainer {
             .iter()
             .map(|v| EmbeddingTable::from_tensor(&cpu(v)?))
             .collect::<std::result::Result<_, _>>()?;
+        let genres = match self.genres {
+            Some(g) => Some(Genres { table: EmbeddingTable::from_tensor(&cpu(&g.table)?)?, lists: g.lists }),
+            None => None,
+        };
         let tower = self.tower.into_iter().map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone())).collect();
-        Ok(Model { config, items, out_items: None, genres: None, features, tower })
+        Ok(Model { config, items, out_items: None, genres, features, tower })
+    }
+}
+
+/// Where a step reads item vectors from: `table`, plus the genre means of `gathered`
+/// when they are not in it.
+struct ItemVectors<'a> {
+    table: Tensor,
+    gathered: Option<&'a DeviceGenres>,
+}
+
+impl ItemVectors<'_> {
+    /// [n, dim]: the vectors of items `ids` ([n] u32).
+    fn rows(&self, ids: &Tensor) -> Result<Tensor> {
+        let rows = self.table.index_select(ids, 0)?;
+        match self.gathered {
+            Some(g) => rows + g.mean(ids)?,
+            None => Ok(rows),
+        }
+    }
+
+    /// [items, dim]: every item's vector.
+    fn all(&self) -> Result<Tensor> {
+        match self.gathered {
+            Some(g) => {
+                let n = self.table.dim(0)? as u32;
+                &self.table + g.mean(&Tensor::arange(0u32, n, self.table.device())?)?
+            }
+            None => Ok(self.table.clone()),
+        }
     }
 }
 

@@ -95,8 +95,7 @@ pub struct TrainParams {
     /// (0: off).
     pub recent: usize,
     /// An item's vector gets the mean of its genres' rows added, in the history and
-    /// as a candidate; the genres come from input `items` (`encode.items`). The host
-    /// path only.
+    /// as a candidate; the genres come from input `items` (`encode.items`).
     pub genres: bool,
     /// The share of the tower's input zeroed at random while training, the rest
     /// scaled by 1 / (1 − dropout) (0: off; the host path only).
@@ -186,7 +185,6 @@ impl TrainParams {
                 "false runs on the host path only, so not with path device or loss full",
             ),
             (self.dropout != 0.0, "dropout", "runs on the host path only, so not with path device or loss full"),
-            (self.genres, "genres", "true runs on the host path only, so not with path device or loss full"),
         ]
         .into_iter()
         .filter(|(set, _, _)| *set)

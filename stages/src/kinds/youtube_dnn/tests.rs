@@ -109,6 +109,19 @@ fn with_history(
     (Trainer::new(&p, config, &ex, None, Device::Cpu).unwrap(), ex, users)
 }
 
+/// Genres of the tiny trainer's 6 items: 1 {1, 2}, 2 {2}, 4 {1}, 5 {1, 2}; items 0
+/// and 3 have none.
+fn tiny_genres() -> GenreLists {
+    GenreLists { offsets: vec![0, 0, 2, 3, 3, 4, 6], codes: vec![1, 2, 2, 1, 1, 2] }
+}
+
+/// The same tiny trainer with `genres: true` and [`tiny_genres`].
+fn with_genres((tr, ex, users): (Trainer, Examples, Users)) -> (Trainer, Examples, Users) {
+    let config = ModelConfig { genres: tiny_genres().rows(), ..tr.config.clone() };
+    let p = TrainParams { genres: true, ..tr.p.clone() };
+    (Trainer::new(&p, config, &ex, Some(tiny_genres()), Device::Cpu).unwrap(), ex, users)
+}
+
 fn inputs(tr: &Trainer, ex: &Examples, users: &Users) -> Vec<f32> {
     let w = tr.config.input_dim();
     let mut x = vec![0f32; ex.len() * w];
@@ -188,7 +201,7 @@ fn sparse_gradient_matches_candles_dense_one() {
         let (dev, d) = (Device::Cpu, 4);
         let sampled = if loss == Loss::InBatch { vec![] } else { vec![5, 1] };
         // Sparse: leaves x and the candidate rows, gradients scattered by hand.
-        let (_, sparse, _) = host_gradients(&mut tr, &ex, &users, &sampled);
+        let sparse = host_gradients(&mut tr, &ex, &users, &sampled).items;
         let targets: Vec<i32> = ex.item.clone();
         let t_slots: Vec<u32> = targets.iter().map(|&t| tr.item_grad.slot_of(t as usize) as u32).collect();
         let s_slots: Vec<u32> = sampled.iter().map(|&s| tr.item_grad.slot_of(s as usize) as u32).collect();
@@ -254,9 +267,17 @@ fn training_lowers_the_loss_and_is_seeded() {
     assert!(a[55..].iter().sum::<f64>() < a[..5].iter().sum::<f64>(), "{a:?}");
 }
 
-/// The host path's loss on examples 0..3 against `sampled`, and its gradients: the
-/// item rows scattered as `step` does, and each feature's whole table.
-fn host_gradients(tr: &mut Trainer, ex: &Examples, users: &Users, sampled: &[i32]) -> (f32, SparseGrad, Vec<Vec<f32>>) {
+/// The host path's gradients of [`host_gradients`]: the item rows scattered as `step`
+/// does, the genre rows (with genres), and each feature's whole table.
+struct HostGradients {
+    loss: f32,
+    items: SparseGrad,
+    genres: Option<SparseGrad>,
+    features: Vec<Vec<f32>>,
+}
+
+/// The host path's loss on examples 0..3 against `sampled`, and its gradients.
+fn host_gradients(tr: &mut Trainer, ex: &Examples, users: &Users, sampled: &[i32]) -> HostGradients {
     let dev = Device::Cpu;
     let (d, w) = (4, tr.config.input_dim());
     let targets: Vec<i32> = ex.item.clone();
@@ -264,7 +285,15 @@ fn host_gradients(tr: &mut Trainer, ex: &Examples, users: &Users, sampled: &[i32
     let s_slots: Vec<u32> = sampled.iter().map(|&s| tr.item_grad.slot_of(s as usize) as u32).collect();
     let cand_rows = tr.item_grad.rows.clone();
     let x = Var::from_tensor(&Tensor::from_vec(inputs(tr, ex, users), (3, w), &dev).unwrap()).unwrap();
-    let cand: Vec<f32> = cand_rows.iter().flat_map(|&r| tr.items.row(r as usize).to_vec()).collect();
+    let rows = ItemRows { table: &tr.items, genres: tr.genres.as_ref().map(|g| &g.genres) };
+    let cand: Vec<f32> = cand_rows
+        .iter()
+        .flat_map(|&r| {
+            let mut v = vec![0f32; d];
+            rows.write(r as usize, &mut v);
+            v
+        })
+        .collect();
     let cand_v = Var::from_tensor(&Tensor::from_vec(cand, (cand_rows.len(), d), &dev).unwrap()).unwrap();
     let loss = tr.loss(x.as_tensor(), cand_v.as_tensor(), &targets, sampled, &t_slots, &s_slots).unwrap();
     let g = loss.backward().unwrap();
@@ -274,8 +303,11 @@ fn host_gradients(tr: &mut Trainer, ex: &Examples, users: &Users, sampled: &[i32
     for &r in &cand_rows {
         sparse.slot_of(r as usize);
     }
-    add_candidate_grads(&mut sparse, &g_c, None);
-    add_history_grads(&mut sparse, None, &g_x, &tr.config, (0..3).map(|i| ex.hist_of(i)));
+    let lists = tr.genres.as_ref().map(|g| g.genres.lists.clone());
+    let mut genres = lists.as_ref().map(|_| SparseGrad::new(tr.config.genres, d));
+    add_candidate_grads(&mut sparse, &g_c, lists.as_ref().zip(genres.as_mut()));
+    let hists = (0..3).map(|i| ex.hist_of(i));
+    add_history_grads(&mut sparse, lists.as_ref().zip(genres.as_mut()), &g_x, &tr.config, hists);
     let features = (0..tr.features.len())
         .map(|k| {
             let mut table = vec![0f32; tr.features[k].rows * d];
@@ -288,31 +320,41 @@ fn host_gradients(tr: &mut Trainer, ex: &Examples, users: &Users, sampled: &[i32
             table
         })
         .collect();
-    (loss.to_scalar::<f32>().unwrap(), sparse, features)
+    HostGradients { loss: loss.to_scalar::<f32>().unwrap(), items: sparse, genres, features }
+}
+
+/// A sparse gradient as its whole table of `rows` rows of dimension 4.
+fn dense_rows(sparse: &SparseGrad, rows: usize) -> Vec<f32> {
+    let mut table = vec![0f32; rows * 4];
+    for (s, &row) in sparse.rows.iter().enumerate() {
+        table[row as usize * 4..(row as usize + 1) * 4].copy_from_slice(&sparse.grad[s * 4..(s + 1) * 4]);
+    }
+    table
 }
 
 #[test]
 fn the_device_path_has_the_host_paths_loss_and_gradients() {
-    // (loss, user features, short_hist, recent); histories hold 1, 2 and 2 items, so
-    // recent 3 has padded slots.
+    // (loss, user features, short_hist, recent, genres); histories hold 1, 2 and 2
+    // items, so recent 3 has padded slots.
     let cases = [
-        (Loss::SampledSoftmax, false, 0, 0),
-        (Loss::SampledSoftmax, true, 0, 0),
-        (Loss::InBatch, true, 0, 0),
-        (Loss::SampledSoftmax, false, 1, 0),
-        (Loss::InBatch, true, 1, 0),
-        (Loss::SampledSoftmax, false, 0, 3),
-        (Loss::InBatch, true, 1, 2),
+        (Loss::SampledSoftmax, false, 0, 0, false),
+        (Loss::SampledSoftmax, true, 0, 0, false),
+        (Loss::InBatch, true, 0, 0, false),
+        (Loss::SampledSoftmax, false, 1, 0, false),
+        (Loss::InBatch, true, 1, 0, false),
+        (Loss::SampledSoftmax, false, 0, 3, false),
+        (Loss::InBatch, true, 1, 2, false),
+        (Loss::SampledSoftmax, false, 1, 2, true),
+        (Loss::InBatch, true, 0, 3, true),
+        (Loss::SampledSoftmax, true, 1, 0, true),
     ];
-    for (loss, with_features, short, recent) in cases {
+    for (loss, with_features, short, recent, genres) in cases {
         let tiny = if with_features { tiny_with_features(loss) } else { tiny(loss, Sampler::Uniform) };
-        let (mut tr, ex, users) = with_history(tiny, short, recent);
+        let tiny = with_history(tiny, short, recent);
+        let (mut tr, ex, users) = if genres { with_genres(tiny) } else { tiny };
         let sampled: Vec<i32> = if loss == Loss::InBatch { vec![] } else { vec![5, 3, 1] };
-        let (host_loss, sparse, host_features) = host_gradients(&mut tr, &ex, &users, &sampled);
-        let mut host_items = vec![0f32; 6 * 4];
-        for (s, &row) in sparse.rows.iter().enumerate() {
-            host_items[row as usize * 4..(row as usize + 1) * 4].copy_from_slice(&sparse.grad[s * 4..(s + 1) * 4]);
-        }
+        let host = host_gradients(&mut tr, &ex, &users, &sampled);
+        let host_items = dense_rows(&host.items, 6);
 
         let dev = Device::Cpu;
         let data = device::Uploaded::new(&tr, &ex, &users).unwrap();
@@ -323,17 +365,32 @@ fn the_device_path_has_the_host_paths_loss_and_gradients() {
         assert!(!dt.pool_by_matrix, "the CPU gathers");
         // Both poolings: through the matrix without features, by gathering rows with them.
         dt.pool_by_matrix = !with_features;
+        // The genre means both ways: as one product with features, gathered without.
+        if with_features {
+            assert!(dt.genres.as_ref().is_none_or(|g| g.matrix.is_some()), "the tiny genre matrix fits");
+        } else if let Some(g) = &mut dt.genres {
+            g.matrix = None;
+        }
         let l = dt.loss(&data, &batch, &s).unwrap();
-        close(l.to_scalar::<f32>().unwrap(), host_loss, 1e-5);
+        close(l.to_scalar::<f32>().unwrap(), host.loss, 1e-5);
         let g = l.backward().unwrap();
         let items = g.get(&dt.items).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for (a, b) in items.iter().zip(&host_items) {
             close(*a, *b, 1e-4);
         }
         assert!(items[..4].iter().all(|v| *v == 0.0), "{loss:?}: the padding row gets no gradient");
-        for (k, host) in host_features.iter().enumerate() {
+        for (k, host) in host.features.iter().enumerate() {
             let dev_g = g.get(&dt.features[k]).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             for (a, b) in dev_g.iter().zip(host) {
+                close(*a, *b, 1e-4);
+            }
+        }
+        assert_eq!(host.genres.is_some(), dt.genres.is_some());
+        if let (Some(host_genres), Some(dev_genres)) = (&host.genres, &dt.genres) {
+            let dev_g = g.get(&dev_genres.table).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let host_g = dense_rows(host_genres, 3);
+            assert!(host_g[4..].iter().any(|x| x.abs() > 1e-6), "{loss:?}: the genres get a gradient");
+            for (a, b) in dev_g.iter().zip(&host_g) {
                 close(*a, *b, 1e-4);
             }
         }
@@ -424,8 +481,7 @@ fn an_untied_model_trains_history_and_candidates_in_tables_of_their_own() {
 #[test]
 fn genre_gradients_match_candles_through_the_item_vectors() {
     let (tied, ex, users) = tiny(Loss::SampledSoftmax, Sampler::Uniform);
-    // Items 1 {1, 2}, 2 {2}, 4 {1}, 5 {1, 2}; items 0 and 3 have none.
-    let lists = GenreLists { offsets: vec![0, 0, 2, 3, 3, 4, 6], codes: vec![1, 2, 2, 1, 1, 2] };
+    let lists = tiny_genres();
     let config = ModelConfig { genres: lists.rows(), ..tied.config.clone() };
     let p = TrainParams { genres: true, ..tied.p.clone() };
     let mut tr = Trainer::new(&p, config.clone(), &ex, Some(lists.clone()), Device::Cpu).unwrap();
