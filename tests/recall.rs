@@ -187,10 +187,11 @@ fn bad_click_log_is_exit_2_with_file_line_column() {
     assert!(r.stdout.contains("log.csv:3:5: timestamp `soon` is not a number"), "{}", r.stdout);
 }
 
-/// A CSV log's genres column (param `genres`) reaches encode's items table and the
-/// trained model's genre table, with no MovieLens file involved.
+/// A CSV log's genres column (param `genres`), or a genres table of its own (input
+/// `items`), reaches encode's items table and the trained model's genre table, with
+/// no MovieLens file involved.
 #[test]
-fn genres_of_a_csv_log_reach_encode_and_the_model() {
+fn genres_of_a_csv_log_or_an_items_table_reach_encode_and_the_model() {
     let stages = "stages:
   clicks:
     kind: ingest
@@ -234,4 +235,32 @@ fn genres_of_a_csv_log_reach_encode_and_the_model() {
     assert_eq!(r.stdout, "item,genre\n10,Drama\n10,War\n11,Comedy\n13,Drama\n", "12 has none");
     let config: serde_json::Value = serde_json::from_str(&p.read("artifacts/latest/train/config.json")).unwrap();
     assert_eq!(config["genres"], 4, "three genres and padding");
+
+    // The same genres from a table of their own (input `items`), one row a genre: the
+    // log's column is not read, and encode writes the same table.
+    let before = p.dagrun(&["sql", "--format", "csv", sql]).stdout;
+    p.write(
+        "items.csv",
+        "item_id,tags
+10,Drama
+10,War
+11,Comedy
+13,Drama
+",
+    );
+    p.write("log.csv", &log.replace(",Drama|War\n", ",\n"));
+    p.write("pipeline.yaml", &stages.replace("inputs: {data: log.csv}", "inputs: {data: log.csv, items: items.csv}"));
+    let r = p.dagrun(&["run"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("ran      clicks"), "{}", r.stdout);
+    assert_eq!(p.dagrun(&["sql", "--format", "csv", sql]).stdout, before);
+    p.write(
+        "items.csv",
+        "item_id,tags
+x10,Drama
+",
+    );
+    let r = p.dagrun(&["run"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("item id `x10` is not an integer, as the click log's ids are"), "{}", r.stdout);
 }

@@ -1,15 +1,16 @@
 //! The items' genres of each layout that has them: RecBole's `.item` (a `token_seq`
 //! field), MovieLens-100k's `u.item` (19 flags named by `u.genre`), MovieLens-1M's
-//! `movies.dat` (`|`-separated names), and a column of a CSV/TSV/Parquet log. A
-//! missing file means no genres, not an error.
+//! `movies.dat` (`|`-separated names), a column of a CSV/TSV/Parquet log, and a
+//! CSV/TSV/Parquet items table of its own (input `items`). A missing layout file
+//! means no genres, not an error.
 
 use std::path::Path;
 
 use datafusion::arrow::array::{Array, ArrayRef, ListArray, StringArray};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::DataType;
 
-use super::{IngestParams, Text, first_rows, header_index};
+use super::{IngestParams, Text, column_named, first_rows, header_index, table};
 use crate::schema::clicks::ItemGenres;
 use dagrun_kind::StageError;
 
@@ -17,6 +18,27 @@ use dagrun_kind::StageError;
 /// first click, items in the order they first appear; a null or empty value names no
 /// genre.
 pub(super) fn at_first_clicks(items: &ArrayRef, column: &ArrayRef, path: &Path) -> Result<ItemGenres, StageError> {
+    of_rows(items, column, first_rows(items).into_iter().map(|r| r as usize), path)
+}
+
+/// Whether `id` is an integer written the way the log's integer ids are.
+fn canonical_integer(id: &str) -> bool {
+    id.parse::<i64>().is_ok_and(|n| n.to_string() == id)
+}
+
+/// What a genres table whose id is not an integer, where the log's are, is told.
+fn not_an_integer(id: &str) -> String {
+    format!("item id `{id}` is not an integer, as the click log's ids are")
+}
+
+/// The genres of `rows` of an (item id, genres) pair of columns: `|`-separated names,
+/// or a list of them.
+fn of_rows(
+    items: &ArrayRef,
+    column: &ArrayRef,
+    rows: impl Iterator<Item = usize>,
+    path: &Path,
+) -> Result<ItemGenres, StageError> {
     let text = |a: &ArrayRef| -> Result<ArrayRef, StageError> {
         cast(a, &DataType::Utf8).map_err(|e| StageError::BadInput(format!("{}: genres column: {e}", path.display())))
     };
@@ -27,7 +49,7 @@ pub(super) fn at_first_clicks(items: &ArrayRef, column: &ArrayRef, path: &Path) 
         let names = text(lists.values())?;
         let names = names.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
         let offsets = lists.value_offsets();
-        for row in first_rows(items).into_iter().map(|r| r as usize).filter(|&r| lists.is_valid(r)) {
+        for row in rows.filter(|&r| lists.is_valid(r) && ids.is_valid(r)) {
             let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
             for name in (start..end).filter(|&k| names.is_valid(k)).map(|k| names.value(k).trim()) {
                 if !name.is_empty() {
@@ -39,9 +61,65 @@ pub(super) fn at_first_clicks(items: &ArrayRef, column: &ArrayRef, path: &Path) 
     }
     let values = text(column)?;
     let values = values.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
-    for row in first_rows(items).into_iter().map(|r| r as usize).filter(|&r| values.is_valid(r)) {
+    for row in rows.filter(|&r| values.is_valid(r) && ids.is_valid(r)) {
         for name in values.value(row).split('|').map(str::trim).filter(|g| !g.is_empty()) {
             genres.push(ids.value(row), name);
+        }
+    }
+    Ok(genres)
+}
+
+/// Input `items`: a CSV, TSV or Parquet file with a header, its item id column named
+/// by `p.item` and its genres column by `p.genres` (absent: `genre`). Every row
+/// counts, so an item may have one row a genre or one row with all of them. Its ids
+/// must be of the log's type: `integer_ids` when the log's are integers.
+pub(super) fn item_file(path: &Path, p: &IngestParams, integer_ids: bool) -> Result<ItemGenres, StageError> {
+    let field = p.genres.as_deref().unwrap_or("genre");
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let genres = match ext.as_deref() {
+        Some("parquet") => {
+            let bad = |e: &dyn std::fmt::Display| StageError::BadInput(format!("{}: {e}", path.display()));
+            let (schema, batches) = table::read_batches(path, |c| c == p.item || c == field).map_err(|e| bad(&e))?;
+            let batch = concat_batches(&schema, &batches).map_err(|e| bad(&e))?;
+            let ids = column_named(&batch, &p.item, path)?;
+            if integer_ids && !ids.data_type().is_integer() {
+                let text = cast(ids, &DataType::Utf8).map_err(|e| bad(&e))?;
+                let text = text.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
+                if let Some(row) = (0..text.len()).find(|&r| text.is_valid(r) && !canonical_integer(text.value(r))) {
+                    return Err(StageError::bad_value(path, &p.item, row, not_an_integer(text.value(row))));
+                }
+            }
+            of_rows(ids, column_named(&batch, field, path)?, 0..batch.num_rows(), path)?
+        }
+        Some(e @ ("csv" | "tsv")) => {
+            let text = Text::open(path, if e == "csv" { "," } else { "\t" });
+            text_item_file(&text, &p.item, field, integer_ids)?
+        }
+        _ => {
+            return Err(StageError::BadInput(format!(
+                "{}: input `items` must be a .csv, .tsv or .parquet file",
+                path.display()
+            )));
+        }
+    };
+    Ok(genres)
+}
+
+/// The (item, genres) rows of a CSV or TSV items file, genres `|`-separated.
+fn text_item_file(text: &Text, item: &str, field: &str, integer_ids: bool) -> Result<ItemGenres, StageError> {
+    let (header, rows) = text.header_and_rows()?;
+    let header: Vec<&str> = header.iter().collect();
+    let idx = header_index(text, &header, &[item, field])?;
+    let mut genres = ItemGenres::default();
+    for row in rows {
+        let (line, record) = row?;
+        let fields: Vec<&str> = record.iter().collect();
+        let id = text.field(line, &fields, idx[0], "item")?;
+        if integer_ids && !canonical_integer(id) {
+            return Err(text.at(line, &fields, idx[0], not_an_integer(id)));
+        }
+        for genre in text.field(line, &fields, idx[1], field)?.split('|').map(str::trim).filter(|g| !g.is_empty()) {
+            genres.push(id, genre);
         }
     }
     Ok(genres)

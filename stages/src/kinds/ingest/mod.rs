@@ -5,7 +5,8 @@
 //! Layouts: RecBole atomic files (`*.inter` + `*.user` + `*.item`), GroupLens
 //! MovieLens-100k (`u.data` + `u.user` + `u.item`), MovieLens-1M (`ratings.dat` +
 //! `users.dat` + `movies.dat`), and CSV/TSV/Parquet files with a column mapping (the
-//! genres, if any, a column of the log).
+//! genres, if any, a column of the log). The optional input `items`, a CSV/TSV/Parquet
+//! table of item genres, replaces the layout's own genres.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,7 +51,9 @@ pub struct IngestParams {
     /// Where items' genres are. RecBole: the field of the `.item` file that holds
     /// them (a `token_seq`); absent: `genre` or `class`, whichever the file has.
     /// CSV/TSV/Parquet: a column of the log, its value at an item's first click
-    /// (`|`-separated names, or a Parquet list of them); absent: no genres.
+    /// (`|`-separated names, or a Parquet list of them); absent: no genres. With
+    /// input `items` (any layout): its genres column, which every row of it adds to;
+    /// absent: `genre`.
     pub genres: Option<String>,
 }
 
@@ -75,7 +78,8 @@ pub const SPEC: KindSpec = KindSpec {
     name: "ingest",
     summary: "reads a click log: RecBole, MovieLens-100k/1M, CSV/TSV/Parquet",
     inputs: &["data"],
-    optional_inputs: &[],
+    // A table of item genres, where the log's own files have none.
+    optional_inputs: &["items"],
     outputs: &[CLICKS, USERS, ITEMS],
     fingerprint: crate::fingerprints::INGEST,
     params: params::check::<IngestParams>,
@@ -95,9 +99,15 @@ impl Params for IngestParams {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: IngestParams = params::typed(ctx.params)?;
     let data = ctx.input("data")?;
-    let got = read(data, &p)?;
+    let items = ctx.optional_input("items");
+    // With input `items`, param `genres` names its column, not one of the log's.
+    let log_params = IngestParams { genres: if items.is_some() { None } else { p.genres.clone() }, ..p.clone() };
+    let mut got = read(data, &log_params)?;
     if got.timestamps.is_empty() {
         return Err(StageError::BadInput(format!("{}: the click log has no rows", data.display())));
+    }
+    if let Some(items) = items {
+        got.genres = genres::item_file(items, &p, got.items.data_type().is_integer())?;
     }
     let mut report = Report::default();
     report.rows.insert("items".into(), write_item_genres(&ctx.output(&ITEMS), got.genres, got.items.data_type())?);

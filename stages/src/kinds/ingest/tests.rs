@@ -161,8 +161,8 @@ fn bad_inputs_name_file_line_and_column() {
 }
 
 /// (item, genre) pairs of what ingest read.
-fn pairs(got: &Ingested) -> Vec<(&str, &str)> {
-    got.genres.items.iter().map(String::as_str).zip(got.genres.genres.iter().map(String::as_str)).collect()
+fn pairs(genres: &ItemGenres) -> Vec<(&str, &str)> {
+    genres.items.iter().map(String::as_str).zip(genres.genres.iter().map(String::as_str)).collect()
 }
 
 #[test]
@@ -172,9 +172,9 @@ fn genres_of_a_recbole_item_file() {
     let item = "item_id:token\tmovie_title:token_seq\tclass:token_seq\n10\tToy Story\tAnimation Children's\n11\tX\t\n";
     write(d.path(), "x.item", item);
     let got = read(d.path(), &IngestParams::default()).unwrap();
-    assert_eq!(pairs(&got), [("10", "Animation"), ("10", "Children's")], "item 11 has none");
+    assert_eq!(pairs(&got.genres), [("10", "Animation"), ("10", "Children's")], "item 11 has none");
     let p = IngestParams { genres: Some("movie_title".into()), ..Default::default() };
-    assert_eq!(pairs(&read(d.path(), &p).unwrap()), [("10", "Toy"), ("10", "Story"), ("11", "X")]);
+    assert_eq!(pairs(&read(d.path(), &p).unwrap().genres), [("10", "Toy"), ("10", "Story"), ("11", "X")]);
     let p = IngestParams { genres: Some("kind".into()), ..Default::default() };
     let e = read(d.path(), &p).unwrap_err().to_string();
     assert!(e.contains("x.item:1:1: no column `kind` in the header"), "{e}");
@@ -191,7 +191,7 @@ fn genres_of_grouplens_100k_flags_in_latin1() {
     item.extend_from_slice(b"rables (1995)|01-Jan-1995||http://x|0|1|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|1|\n");
     std::fs::write(d.path().join("u.item"), &item).unwrap();
     let got = read(d.path(), &IngestParams::default()).unwrap();
-    assert_eq!(pairs(&got), [("242", "Action"), ("242", "Comedy"), ("242", "Western")]);
+    assert_eq!(pairs(&got.genres), [("242", "Action"), ("242", "Comedy"), ("242", "Western")]);
     write(d.path(), "u.genre", "none|0\nloud|1\n");
     let e = read(d.path(), &IngestParams::default()).unwrap_err().to_string();
     assert!(e.contains("u.item:1: field 11 is past the 2 genre flags"), "Comedy is set, and unnamed: {e}");
@@ -210,7 +210,7 @@ fn genres_of_movielens_1m_movies() {
         "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n1::Toy Story (1995)::Animation|Comedy\n",
     );
     let got = read(d.path(), &IngestParams::default()).unwrap();
-    assert_eq!(pairs(&got), [("1193", "Drama"), ("1", "Animation"), ("1", "Comedy")]);
+    assert_eq!(pairs(&got.genres), [("1193", "Drama"), ("1", "Animation"), ("1", "Comedy")]);
     write(d.path(), "movies.dat", "1::Toy Story\n");
     let e = read(d.path(), &IngestParams::default()).unwrap_err().to_string();
     assert!(e.contains("movies.dat:1: expected `id::title::genres`, found 2 field(s)"), "{e}");
@@ -225,15 +225,15 @@ fn genres_of_a_csv_log_column_at_each_items_first_click() {
     let f = write(d.path(), "log.csv", body);
     let p = IngestParams { genres: Some("tags".into()), ..uid_iid_ts_city() };
     let got = read(&f, &p).unwrap();
-    assert_eq!(pairs(&got), [("x", "Drama"), ("x", "War")], "y's first click names none");
+    assert_eq!(pairs(&got.genres), [("x", "Drama"), ("x", "War")], "y's first click names none");
     assert_eq!(got.features[0].1, ["paris", "rome"], "the user features are read as before");
     let tsv = write(d.path(), "log.tsv", "user_id\titem_id\ttimestamp\tg\n1\t7\t5\tA|B\n");
     let got = read(&tsv, &IngestParams { genres: Some("g".into()), ..Default::default() }).unwrap();
     assert_eq!(got.items.data_type(), &DataType::Int64);
-    assert_eq!(pairs(&got), [("7", "A"), ("7", "B")]);
+    assert_eq!(pairs(&got.genres), [("7", "A"), ("7", "B")]);
     let e = read(&f, &IngestParams { genres: Some("genre".into()), ..uid_iid_ts_city() }).unwrap_err().to_string();
     assert!(e.contains("log.csv:1:1: no column `genre` in the header"), "{e}");
-    assert!(pairs(&read(&f, &uid_iid_ts_city()).unwrap()).is_empty(), "no param, no genres");
+    assert!(pairs(&read(&f, &uid_iid_ts_city()).unwrap().genres).is_empty(), "no param, no genres");
 }
 
 /// A Parquet log's genres are `|`-separated text or a list of names; integer item
@@ -260,10 +260,42 @@ fn genres_of_a_parquet_log_as_text_or_list() {
     )
     .unwrap();
     let text_genres = read(&f, &IngestParams { genres: Some("text".into()), ..Default::default() }).unwrap();
-    assert_eq!(pairs(&text_genres), [("10", "Drama"), ("10", "War")], "a null names none");
+    assert_eq!(pairs(&text_genres.genres), [("10", "Drama"), ("10", "War")], "a null names none");
     let list_genres = read(&f, &IngestParams { genres: Some("list".into()), ..Default::default() }).unwrap();
-    assert_eq!(pairs(&list_genres), [("10", "Drama"), ("10", "War"), ("11", "Comedy")]);
+    assert_eq!(pairs(&list_genres.genres), [("10", "Drama"), ("10", "War"), ("11", "Comedy")]);
     assert_eq!(list_genres.items.data_type(), &DataType::Int64);
     let e = read(&f, &IngestParams { genres: Some("tags".into()), ..Default::default() }).unwrap_err().to_string();
     assert!(e.contains("no column `tags`"), "{e}");
+}
+
+/// Input `items`: every row of a CSV, TSV or Parquet table adds its genres, so one
+/// row a genre and one row with all of them both work; ids must match the log's type.
+#[test]
+fn genres_of_an_items_table_of_their_own() {
+    let d = tempfile::tempdir().unwrap();
+    let p = IngestParams::default();
+    let f = write(d.path(), "items.csv", "item_id,genre,title\n10,Drama,a\n10,War,a\n11,Comedy|Horror,b\n12,,c\n");
+    assert_eq!(
+        pairs(&genres::item_file(&f, &p, true).unwrap()),
+        [("10", "Drama"), ("10", "War"), ("11", "Comedy"), ("11", "Horror")]
+    );
+    let f = write(d.path(), "items.tsv", "iid\tkinds\nx\tA\n");
+    let named = IngestParams { item: "iid".into(), genres: Some("kinds".into()), ..Default::default() };
+    assert_eq!(genres::item_file(&f, &named, false).unwrap().genres, ["A"]);
+    let e = genres::item_file(&f, &named, true).unwrap_err().to_string();
+    assert!(e.contains("items.tsv:2:1: item id `x` is not an integer, as the click log's ids are"), "{e}");
+    let f = d.path().join("items.parquet");
+    let ids: ArrayRef = Arc::new(Int64Array::from(vec![7, 8]));
+    table::write(&f, vec![("item_id", ids), ("genre", Arc::new(StringArray::from(vec!["A|B", "C"])))]).unwrap();
+    assert_eq!(genres::item_file(&f, &p, true).unwrap().items, ["7", "7", "8"]);
+    let f = d.path().join("text_ids.parquet");
+    let ids: ArrayRef = Arc::new(StringArray::from(vec!["7", "07"]));
+    table::write(&f, vec![("item_id", ids), ("genre", Arc::new(StringArray::from(vec!["A", "B"])))]).unwrap();
+    let e = genres::item_file(&f, &p, true).unwrap_err().to_string();
+    assert!(e.contains("text_ids.parquet: column `item_id`, row 1: item id `07` is not an integer"), "{e}");
+    assert_eq!(genres::item_file(&f, &p, false).unwrap().items, ["7", "07"], "text ids for a text log");
+    let e = genres::item_file(&write(d.path(), "items.json", "{}"), &p, true).unwrap_err().to_string();
+    assert!(e.contains("items.json: input `items` must be a .csv, .tsv or .parquet file"), "{e}");
+    let e = genres::item_file(&write(d.path(), "g.csv", "item_id,kind\n1,A\n"), &p, true).unwrap_err().to_string();
+    assert!(e.contains("g.csv:1:1: no column `genre` in the header"), "{e}");
 }
