@@ -99,15 +99,9 @@ impl Params for IngestParams {
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: IngestParams = params::typed(ctx.params)?;
     let data = ctx.input("data")?;
-    let items = ctx.optional_input("items");
-    // With input `items`, param `genres` names its column, not one of the log's.
-    let log_params = IngestParams { genres: if items.is_some() { None } else { p.genres.clone() }, ..p.clone() };
-    let mut got = read(data, &log_params)?;
+    let got = read_with(data, &p, ctx.optional_input("items"))?;
     if got.timestamps.is_empty() {
         return Err(StageError::BadInput(format!("{}: the click log has no rows", data.display())));
-    }
-    if let Some(items) = items {
-        got.genres = genres::item_file(items, &p, got.items.data_type().is_integer())?;
     }
     let mut report = Report::default();
     report.rows.insert("items".into(), write_item_genres(&ctx.output(&ITEMS), got.genres, got.items.data_type())?);
@@ -154,31 +148,51 @@ impl Ingested {
     }
 }
 
-/// Reads `data` in the layout `p.format` names (or finds it).
+/// Reads `data` in the layout `p.format` names (or finds it), with the layout's genres.
 pub fn read(data: &Path, p: &IngestParams) -> Result<Ingested, StageError> {
+    read_with(data, p, None)
+}
+
+/// [`read`], the genres from the table `items` instead when there is one; the
+/// layout's own are then not read (a broken `.item` file it does not use is no error).
+pub fn read_with(data: &Path, p: &IngestParams, items: Option<&Path>) -> Result<Ingested, StageError> {
     let layout = if p.format == Layout::Auto { detect(data)? } else { p.format };
-    match layout {
-        Layout::Parquet => mapped_parquet(&single_file(data, "parquet")?, p),
+    let own = items.is_none();
+    // With a table of genres, param `genres` names its column, not one of the log's.
+    let log = IngestParams { genres: if own { p.genres.clone() } else { None }, ..p.clone() };
+    let mut got = match layout {
+        Layout::Parquet => mapped_parquet(&single_file(data, "parquet")?, &log),
         // A CSV's types are the values': ids that are all integers are integers.
-        Layout::Csv => mapped_text(&single_file(data, "csv")?, ",", p).map(Ingested::with_integer_ids),
-        Layout::Tsv => mapped_text(&single_file(data, "tsv")?, "\t", p).map(Ingested::with_integer_ids),
+        Layout::Csv => mapped_text(&single_file(data, "csv")?, ",", &log).map(Ingested::with_integer_ids),
+        Layout::Tsv => mapped_text(&single_file(data, "tsv")?, "\t", &log).map(Ingested::with_integer_ids),
         // RecBole and MovieLens declare their ids as tokens: they stay text.
-        _ => read_text(data, layout, p).map(Ingested::from_text),
+        _ => read_text(data, layout, &log, own).map(Ingested::from_text),
+    }?;
+    if let Some(items) = items {
+        got.genres = genres::item_file(items, p, got.items.data_type().is_integer())?;
     }
+    Ok(got)
 }
 
 /// The click log, the users and the items' genres of a RecBole or MovieLens folder.
 type TextTables = (ClickLog, UserTable, ItemGenres);
 
-/// RecBole and MovieLens: every id as it is written.
-fn read_text(data: &Path, layout: Layout, p: &IngestParams) -> Result<TextTables, StageError> {
+/// RecBole and MovieLens: every id as it is written; the item file's genres when
+/// `with_genres`.
+fn read_text(data: &Path, layout: Layout, p: &IngestParams, with_genres: bool) -> Result<TextTables, StageError> {
     let dir = dir_of(data);
+    let genres = |read: &dyn Fn() -> Result<ItemGenres, StageError>| {
+        if with_genres { read() } else { Ok(ItemGenres::default()) }
+    };
     match layout {
-        Layout::Recbole => recbole(data, p),
+        Layout::Recbole => {
+            let (log, users, inter) = recbole(data, p)?;
+            Ok((log, users, genres(&|| genres::recbole(&inter.with_extension("item"), p))?))
+        }
         Layout::Movielens100k => Ok((
             plain_log(&dir.join("u.data"), "\t", [0, 1, 3])?,
             plain_users(&dir.join("u.user"), "|", &[("age", 1), ("gender", 2), ("occupation", 3), ("zip_code", 4)])?,
-            genres::movielens_100k(&dir)?,
+            genres(&|| genres::movielens_100k(&dir))?,
         )),
         Layout::Movielens1m => Ok((
             plain_log(&dir.join("ratings.dat"), "::", [0, 1, 3])?,
@@ -187,7 +201,7 @@ fn read_text(data: &Path, layout: Layout, p: &IngestParams) -> Result<TextTables
                 "::",
                 &[("gender", 1), ("age", 2), ("occupation", 3), ("zip_code", 4)],
             )?,
-            genres::movielens_1m(&dir.join("movies.dat"))?,
+            genres(&|| genres::movielens_1m(&dir.join("movies.dat")))?,
         )),
         _ => Err(StageError::Failed(format!("{}: {layout:?} is not a RecBole or MovieLens layout", data.display()))),
     }
@@ -249,7 +263,9 @@ fn single_file(data: &Path, ext: &str) -> Result<PathBuf, StageError> {
     }
 }
 
-fn recbole(data: &Path, p: &IngestParams) -> Result<TextTables, StageError> {
+/// RecBole's click log and users, and the `.inter` file they came from (its `.item`
+/// sibling holds the genres).
+fn recbole(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable, PathBuf), StageError> {
     let dir = dir_of(data);
     let files = files_in(&dir);
     let inter = if data.is_file() {
@@ -302,8 +318,7 @@ fn recbole(data: &Path, p: &IngestParams) -> Result<TextTables, StageError> {
     } else {
         UserTable { ids: Vec::new(), features: Vec::new() }
     };
-    let genres = genres::recbole(&inter.with_extension("item"), p)?;
-    Ok((log, users, genres))
+    Ok((log, users, inter))
 }
 
 /// A headerless log whose user, item and timestamp sit at fixed positions.

@@ -299,3 +299,17 @@ fn genres_of_an_items_table_of_their_own() {
     let e = genres::item_file(&write(d.path(), "g.csv", "item_id,kind\n1,A\n"), &p, true).unwrap_err().to_string();
     assert!(e.contains("g.csv:1:1: no column `genre` in the header"), "{e}");
 }
+
+/// Regression: with input `items`, a RecBole folder's own `.item` file was still
+/// read, so a broken one failed the stage though its genres were to be replaced.
+#[test]
+fn an_items_table_replaces_the_layouts_genres_without_reading_them() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "x.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t10\t100\n");
+    write(d.path(), "x.item", "item_id:token\tclass:token_seq\n\"10\tDrama\n");
+    assert!(read(d.path(), &IngestParams::default()).is_err(), "the .item file is broken");
+    let items = write(d.path(), "genres.csv", "item_id,genre\n10,War\n");
+    let got = read_with(d.path(), &IngestParams::default(), Some(&items)).unwrap();
+    assert_eq!(pairs(&got.genres), [("10", "War")]);
+    assert_eq!(got.timestamps, [100], "the log is read as before");
+}
