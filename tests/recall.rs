@@ -239,27 +239,14 @@ fn genres_of_a_csv_log_or_an_items_table_reach_encode_and_the_model() {
     // The same genres from a table of their own (input `items`), one row a genre: the
     // log's column is not read, and encode writes the same table.
     let before = p.dagrun(&["sql", "--format", "csv", sql]).stdout;
-    p.write(
-        "items.csv",
-        "item_id,tags
-10,Drama
-10,War
-11,Comedy
-13,Drama
-",
-    );
+    p.write("items.csv", "item_id,tags\n10,Drama\n10,War\n11,Comedy\n13,Drama\n");
     p.write("log.csv", &log.replace(",Drama|War\n", ",\n"));
     p.write("pipeline.yaml", &stages.replace("inputs: {data: log.csv}", "inputs: {data: log.csv, items: items.csv}"));
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("ran      clicks"), "{}", r.stdout);
     assert_eq!(p.dagrun(&["sql", "--format", "csv", sql]).stdout, before);
-    p.write(
-        "items.csv",
-        "item_id,tags
-x10,Drama
-",
-    );
+    p.write("items.csv", "item_id,tags\nx10,Drama\n");
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("item id `x10` is not an integer, as the click log's ids are"), "{}", r.stdout);
