@@ -6,11 +6,9 @@
 
 use std::path::Path;
 
-use datafusion::arrow::array::{Array, ArrayRef, ListArray, StringArray};
-use datafusion::arrow::compute::{cast, concat_batches};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{Array, ArrayRef, ListArray};
 
-use super::{IngestParams, Text, column_named, first_rows, header_index, table};
+use super::{IngestParams, Text, as_text, canonical_i64, column_named, first_rows, header_index, parquet_columns};
 use crate::schema::clicks::ItemGenres;
 use dagrun_kind::StageError;
 
@@ -19,11 +17,6 @@ use dagrun_kind::StageError;
 /// genre.
 pub(super) fn at_first_clicks(items: &ArrayRef, column: &ArrayRef, path: &Path) -> Result<ItemGenres, StageError> {
     of_rows(items, column, first_rows(items).into_iter().map(|r| r as usize), path)
-}
-
-/// Whether `id` is an integer written the way the log's integer ids are.
-fn canonical_integer(id: &str) -> bool {
-    id.parse::<i64>().is_ok_and(|n| n.to_string() == id)
 }
 
 /// What a genres table whose id is not an integer, where the log's are, is told.
@@ -39,15 +32,12 @@ fn of_rows(
     rows: impl Iterator<Item = usize>,
     path: &Path,
 ) -> Result<ItemGenres, StageError> {
-    let text = |a: &ArrayRef| -> Result<ArrayRef, StageError> {
-        cast(a, &DataType::Utf8).map_err(|e| StageError::BadInput(format!("{}: genres column: {e}", path.display())))
-    };
+    let text =
+        |a: &dyn Array| as_text(a).map_err(|e| StageError::BadInput(format!("{}: genres column: {e}", path.display())));
     let ids = text(items)?;
-    let ids = ids.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
     let mut genres = ItemGenres::default();
     if let Some(lists) = column.as_any().downcast_ref::<ListArray>() {
         let names = text(lists.values())?;
-        let names = names.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
         let offsets = lists.value_offsets();
         for row in rows.filter(|&r| lists.is_valid(r) && ids.is_valid(r)) {
             let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
@@ -60,7 +50,6 @@ fn of_rows(
         return Ok(genres);
     }
     let values = text(column)?;
-    let values = values.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
     for row in rows.filter(|&r| values.is_valid(r) && ids.is_valid(r)) {
         for name in values.value(row).split('|').map(str::trim).filter(|g| !g.is_empty()) {
             genres.push(ids.value(row), name);
@@ -78,14 +67,12 @@ pub(super) fn item_file(path: &Path, p: &IngestParams, integer_ids: bool) -> Res
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let genres = match ext.as_deref() {
         Some("parquet") => {
-            let bad = |e: &dyn std::fmt::Display| StageError::BadInput(format!("{}: {e}", path.display()));
-            let (schema, batches) = table::read_batches(path, |c| c == p.item || c == field).map_err(|e| bad(&e))?;
-            let batch = concat_batches(&schema, &batches).map_err(|e| bad(&e))?;
+            let batch = parquet_columns(path, |c| c == p.item || c == field)?;
             let ids = column_named(&batch, &p.item, path)?;
             if integer_ids && !ids.data_type().is_integer() {
-                let text = cast(ids, &DataType::Utf8).map_err(|e| bad(&e))?;
-                let text = text.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
-                if let Some(row) = (0..text.len()).find(|&r| text.is_valid(r) && !canonical_integer(text.value(r))) {
+                let text = as_text(ids).map_err(|e| StageError::BadInput(format!("{}: {e}", path.display())))?;
+                let canonical = |r: usize| canonical_i64(text.value(r)).is_some();
+                if let Some(row) = (0..text.len()).find(|&r| text.is_valid(r) && !canonical(r)) {
                     return Err(StageError::bad_value(path, &p.item, row, not_an_integer(text.value(row))));
                 }
             }
@@ -115,7 +102,7 @@ fn text_item_file(text: &Text, item: &str, field: &str, integer_ids: bool) -> Re
         let (line, record) = row?;
         let fields: Vec<&str> = record.iter().collect();
         let id = text.field(line, &fields, idx[0], "item")?;
-        if integer_ids && !canonical_integer(id) {
+        if integer_ids && canonical_i64(id).is_none() {
             return Err(text.at(line, &fields, idx[0], not_an_integer(id)));
         }
         for genre in text.field(line, &fields, idx[1], field)?.split('|').map(str::trim).filter(|g| !g.is_empty()) {

@@ -11,9 +11,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, UInt32Array};
 use datafusion::arrow::compute::{cast, concat_batches, take};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::error::ArrowError;
 use serde::{Deserialize, Serialize};
 
 use crate::hashing::FastSet;
@@ -400,10 +401,7 @@ fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError>
         .chain(&p.genres)
         .map(String::as_str)
         .collect();
-    let (schema, batches) = table::read_batches(path, |c| wanted.contains(&c))
-        .map_err(|e| StageError::BadInput(format!("{}: {e}", path.display())))?;
-    let batch =
-        concat_batches(&schema, &batches).map_err(|e| StageError::BadInput(format!("{}: {e}", path.display())))?;
+    let batch = parquet_columns(path, |c| wanted.contains(&c))?;
     let ids = |name: &str| -> Result<ArrayRef, StageError> {
         let col = column_named(&batch, name, path)?;
         let to = if col.data_type().is_integer() { DataType::Int64 } else { DataType::Utf8 };
@@ -448,8 +446,7 @@ fn users_at_first_clicks(
     let features = features
         .into_iter()
         .map(|(name, col)| {
-            let col = cast(&col, &DataType::Utf8).map_err(failed)?;
-            let col = col.as_any().downcast_ref::<StringArray>().expect("cast to utf8 gives a string array");
+            let col = as_text(&col).map_err(failed)?;
             let at =
                 |r: &u32| if col.is_null(*r as usize) { String::new() } else { col.value(*r as usize).to_string() };
             Ok((name, firsts.values().iter().map(at).collect()))
@@ -458,11 +455,29 @@ fn users_at_first_clicks(
     Ok((user_ids, features))
 }
 
+/// The columns of a Parquet file that `keep` names, as one batch; a file the parquet
+/// crate cannot read is bad input.
+fn parquet_columns(path: &Path, keep: impl Fn(&str) -> bool) -> Result<RecordBatch, StageError> {
+    let bad = |e: &dyn std::fmt::Display| StageError::BadInput(format!("{}: {e}", path.display()));
+    let (schema, batches) = table::read_batches(path, keep).map_err(|e| bad(&e))?;
+    concat_batches(&schema, &batches).map_err(|e| bad(&e))
+}
+
+/// `a`'s values as text.
+fn as_text(a: &dyn Array) -> Result<StringArray, ArrowError> {
+    Ok(cast(a, &DataType::Utf8)?.as_string::<i32>().clone())
+}
+
+/// `v` as an int64 if it is an integer written the way Rust writes it, so `007` and
+/// `7` never merge.
+fn canonical_i64(v: &str) -> Option<i64> {
+    v.parse::<i64>().ok().filter(|n| n.to_string() == v)
+}
+
 /// `ids` (utf8) as int64, if every value is an integer in its canonical form.
 fn integers(ids: &ArrayRef) -> Option<ArrayRef> {
     let text = ids.as_any().downcast_ref::<StringArray>()?;
-    let parse = |v: &str| v.parse::<i64>().ok().filter(|n| n.to_string() == v);
-    let values: Option<Vec<i64>> = text.iter().map(|v| v.and_then(parse)).collect();
+    let values: Option<Vec<i64>> = text.iter().map(|v| v.and_then(canonical_i64)).collect();
     Some(Arc::new(Int64Array::from(values?)))
 }
 
