@@ -52,7 +52,7 @@ print(f"train_s per seed (newest first)={' '.join(f'{x:.1f}' for x in t)}  most-
       f"ndcg@50={base['ndcg@50']:.4f} hr_excl@10={base['hr_excl@10']:.4f}")
 PY
 
-for option in train.genres=true train.recent=2 train.tie_item_embeddings=false train.dropout=0.1; do
+for option in train.genres=true train.recent=2 train.tie_item_embeddings=false train.dropout=0.1 train.loss=full; do
   "$bin" run -j 2 -I clicks.data="$data" "${picked_flags[@]}" -P "$option" -S train.seed=0,1,2 \
     --target evaluate_valid >option.txt
   "$bin" exp -I clicks.data="$data" -n 3 --json --metric evaluate_valid.hr@50 --metric evaluate_valid.hr@10 >option.json

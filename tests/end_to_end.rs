@@ -303,8 +303,9 @@ fn an_unknown_device_is_a_load_error() {
 }
 
 /// The model options train and export a model that beats popularity, on both paths
-/// for `short_hist` and `recent`; asking the device path for untied tables or dropout
-/// is a load error, found before anything runs.
+/// for `short_hist` and `recent`; full softmax on the host path, with an untied
+/// table; asking the device path for untied tables or dropout is a load error, found
+/// before anything runs.
 #[test]
 fn model_options_run_end_to_end_and_the_device_path_refuses_host_only_options() {
     let p = default_run();
@@ -336,6 +337,9 @@ fn model_options_run_end_to_end_and_the_device_path_refuses_host_only_options() 
     assert_ne!(host, p.record("evaluate")["metrics"]["hr@50"].as_f64().unwrap(), "the options changed the model");
     hr("device", &["-P", "train.short_hist=2", "-P", "train.recent=2", "-P", "train.path=device"]);
     assert!(p.read("device/latest/train/.record.json").contains("device path"));
+    // Full softmax once ran on the device path only, so `auto` took it there on a CPU.
+    hr("full", &["-P", "train.loss=full", "-P", "train.tie_item_embeddings=false"]);
+    assert!(!p.read("full/latest/train/.record.json").contains("device path"), "auto takes the host path on a CPU");
     let r =
         p.dagrun(&["--store", "refused", "run", "-P", "train.path=device", "-P", "train.tie_item_embeddings=false"]);
     assert_eq!(r.code, 2);

@@ -189,7 +189,9 @@ impl Trainer {
         // Candidates: the batch's targets, then the sampled negatives.
         let targets: Vec<i32> = batch.iter().map(|&i| ex.item[i as usize]).collect();
         let sampled: Vec<i32> = match self.p.loss {
-            Loss::InBatch | Loss::Full => Vec::new(),
+            Loss::InBatch => Vec::new(),
+            // Every item but the padding row, so that each has a slot (see `loss`).
+            Loss::Full => (1..self.config.items as i32).collect(),
             Loss::SampledSoftmax => (0..self.p.num_sampled).map(|_| self.sampler.draw(&mut self.rng)).collect(),
             Loss::Mixed => (0..self.p.num_sampled).map(|_| self.uniform.draw(&mut self.rng)).collect(),
         };
@@ -287,7 +289,9 @@ impl Trainer {
                 let samp = sampled_logits(&u, &items, targets, sampled, s_slots, &self.sampler.log_q, inv_t)?;
                 (Tensor::cat(&[&true_logit, &samp], 1)?, Tensor::zeros(b, DType::U32, dev)?)
             }
-            Loss::Full => candle_core::bail!("loss full runs on the device path only"),
+            // The candidates are every item but the padding row, once each (`step` gives
+            // them all a slot), so a target's slot is its label and nothing needs masking.
+            Loss::Full => (u.matmul(&items.t()?)?.affine(inv_t, 0.0)?, Tensor::from_slice(t_slots, b, dev)?),
             Loss::InBatch | Loss::Mixed => {
                 let q: Vec<f32> = targets.iter().map(|&t| self.log_freq[t as usize]).collect();
                 let inb = u.matmul(&vt.t()?)?.affine(inv_t, 0.0)?.broadcast_sub(&Tensor::from_vec(q, (1, b), dev)?)?;

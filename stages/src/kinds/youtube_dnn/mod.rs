@@ -44,7 +44,8 @@ pub enum Loss {
     InBatch,
     /// In-batch negatives plus `num_sampled` uniform ones.
     Mixed,
-    /// Softmax over the whole catalogue (device path only; for catalogues that fit).
+    /// Softmax over the whole catalogue (for catalogues that fit: each step scores
+    /// every item).
     Full,
 }
 
@@ -182,9 +183,9 @@ impl TrainParams {
             (
                 !self.tie_item_embeddings,
                 "tie_item_embeddings",
-                "false runs on the host path only, so not with path device or loss full",
+                "false runs on the host path only, so not with path device",
             ),
-            (self.dropout != 0.0, "dropout", "runs on the host path only, so not with path device or loss full"),
+            (self.dropout != 0.0, "dropout", "runs on the host path only, so not with path device"),
         ]
         .into_iter()
         .filter(|(set, _, _)| *set)
@@ -217,15 +218,11 @@ impl Params for TrainParams {
         params::ensure(!(self.path == TrainPath::Device && self.loss == Loss::Mixed), "path", || {
             "device: loss mixed runs on the host path only; use sampled_softmax or in_batch, or path host".into()
         })?;
-        params::ensure(!(self.path == TrainPath::Host && self.loss == Loss::Full), "path", || {
-            "host: loss full runs on the device path only; use path device (or auto on a GPU)".into()
-        })?;
         params::ensure((0.0..1.0).contains(&self.dropout), "dropout", || {
             format!("must lie in [0, 1), not {}", self.dropout)
         })?;
-        let device_path = self.path == TrainPath::Device || self.loss == Loss::Full;
         for (key, message) in self.host_only_options() {
-            params::ensure(!device_path, key, || message.into())?;
+            params::ensure(self.path != TrainPath::Device, key, || message.into())?;
         }
         crate::model::DeviceName::parse(&self.device).map(|_| ()).map_err(|m| params::ParamError::at("device", m))
     }
@@ -269,7 +266,7 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
         TrainPath::Device => true,
         TrainPath::Auto => {
             let host_only = p.loss == Loss::Mixed || !p.host_only_options().is_empty();
-            (device.is_cuda() && !host_only) || p.loss == Loss::Full
+            device.is_cuda() && !host_only
         }
     };
     let trainer = Trainer::new(&p, config, &examples, genres, device)?;

@@ -347,13 +347,20 @@ fn the_device_path_has_the_host_paths_loss_and_gradients() {
         (Loss::SampledSoftmax, false, 1, 2, true),
         (Loss::InBatch, true, 0, 3, true),
         (Loss::SampledSoftmax, true, 1, 0, true),
+        (Loss::Full, true, 1, 0, false),
+        (Loss::Full, false, 0, 2, true),
     ];
     for (loss, with_features, short, recent, genres) in cases {
         let tiny = if with_features { tiny_with_features(loss) } else { tiny(loss, Sampler::Uniform) };
         let tiny = with_history(tiny, short, recent);
         let (mut tr, ex, users) = if genres { with_genres(tiny) } else { tiny };
-        let sampled: Vec<i32> = if loss == Loss::InBatch { vec![] } else { vec![5, 3, 1] };
-        let host = host_gradients(&mut tr, &ex, &users, &sampled);
+        // Full softmax: the host path's negatives are every item, the device path's none.
+        let (sampled, host_sampled): (Vec<i32>, Vec<i32>) = match loss {
+            Loss::InBatch => (vec![], vec![]),
+            Loss::Full => (vec![], (1..6).collect()),
+            _ => (vec![5, 3, 1], vec![5, 3, 1]),
+        };
+        let host = host_gradients(&mut tr, &ex, &users, &host_sampled);
         let host_items = dense_rows(&host.items, 6);
 
         let dev = Device::Cpu;
