@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::DataType;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::hashing::FastMap;
+use crate::hashing::{FastMap, FastSet};
 use crate::schema::clicks::{GENRE, ITEM, TIMESTAMP, USER};
 use crate::schema::encoded::{GENRE_IDX, ITEM_IDX, USER_IDX, VOCAB_FEATURE, VOCAB_INDEX, VOCAB_VALUE};
 use crate::table::{self, TableWriter};
@@ -291,7 +291,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let (user_ids, item_ids) = (raw(USER)?, raw(ITEM)?);
     let ((user_vocab, user_codes), (item_vocab, item_codes)) =
         rayon::join(|| Vocab::fit(&user_ids), || Vocab::fit(&item_ids));
-    let (genres, genre_rows) = encode_genres(ctx, &item_vocab, item_ids[0])?;
+    let (genres, genre_rows, genre_note) = encode_genres(ctx, &item_vocab, item_ids[0])?;
 
     // The encoded clicks and the user and vocabulary tables are written at once; each
     // row group read becomes one row group written.
@@ -328,6 +328,7 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     report.rows.insert(VALID.name.into(), valid_rows?);
     report.rows.insert(TEST.name.into(), test_rows?);
     report.rows.insert(ITEMS.name.into(), genre_rows);
+    report.notes.extend(genre_note);
     Ok(report)
 }
 
@@ -347,13 +348,18 @@ fn same_type((ids, path, column): (Raw, &Path, &str), clicks: Raw) -> Result<(),
 
 /// Writes `items` from ingest's item genres (one row per item index and genre code,
 /// sorted, each pair once; items no click has are left out) and returns the genre
-/// vocabulary's values and the rows written. Without the input, `items` is empty.
-fn encode_genres(ctx: &StageCtx, item_vocab: &Vocab, click_items: Raw) -> Result<(Vec<String>, u64), StageError> {
+/// vocabulary's values, the rows written and a note of how many clicked items have
+/// genres and how many rows were left out. Without the input, `items` is empty.
+fn encode_genres(
+    ctx: &StageCtx,
+    item_vocab: &Vocab,
+    click_items: Raw,
+) -> Result<(Vec<String>, u64, Option<String>), StageError> {
     let batch = match ctx.optional_input("items") {
         Some(path) => Some((table::read(path)?, path)),
         None => None,
     };
-    let (mut pairs, mut values) = (Vec::new(), Vec::new());
+    let (mut pairs, mut values, mut unclicked) = (Vec::new(), Vec::new(), None);
     if let Some((batch, path)) = batch.as_ref().filter(|(b, _)| b.num_rows() > 0) {
         let ids = Raw::of(batch, ITEM, path)?;
         same_type((ids, path, ITEM), click_items)?;
@@ -364,9 +370,20 @@ fn encode_genres(ctx: &StageCtx, item_vocab: &Vocab, click_items: Raw) -> Result
             }
         }
         values = genre_vocab.values.iter().map(Value::to_string).collect();
+        let clicked = |row: usize| ids.value(row).and_then(|id| item_vocab.index.get(id)).is_some();
+        unclicked = Some((0..batch.num_rows()).filter(|&row| !clicked(row)).count());
     }
     pairs.sort_unstable();
     pairs.dedup();
+    // A user who turns genres on wants to know how many items get any.
+    let note = unclicked.map(|left_out| {
+        let with = pairs.iter().map(|p| p.0).collect::<FastSet<_>>().len();
+        let mut note = format!("genres for {with} of {} clicked items", item_vocab.values.len());
+        if left_out > 0 {
+            note += &format!("; {left_out} row(s) of the items table name an item no click has and are left out");
+        }
+        note
+    });
     let rows = table::write(
         &ctx.output(&ITEMS),
         vec![
@@ -374,7 +391,7 @@ fn encode_genres(ctx: &StageCtx, item_vocab: &Vocab, click_items: Raw) -> Result
             (GENRE_IDX, Arc::new(Int32Array::from_iter_values(pairs.iter().map(|p| p.1)))),
         ],
     )?;
-    Ok((values, rows))
+    Ok((values, rows, note))
 }
 
 /// Writes `users` (one row per user index 1..=n, categorical features encoded, dense
