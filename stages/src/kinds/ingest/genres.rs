@@ -8,6 +8,7 @@ use std::path::Path;
 
 use datafusion::arrow::array::{Array, ArrayRef, ListArray};
 
+use super::text::Records;
 use super::{IngestParams, Text, as_text, canonical_i64, column_named, first_rows, header_index, parquet_columns};
 use crate::schema::clicks::ItemGenres;
 use dagrun_kind::StageError;
@@ -97,15 +98,28 @@ fn text_item_file(text: &Text, item: &str, field: &str, integer_ids: bool) -> Re
     let (header, rows) = text.header_and_rows()?;
     let header: Vec<&str> = header.iter().collect();
     let idx = header_index(text, &header, &[item, field])?;
+    text_genres(text, rows, [idx[0], idx[1]], (field, '|'), integer_ids)
+}
+
+/// The (item, genre) pairs of a text file's rows: the item id in column `at[0]`, its
+/// genres in column `at[1]` (named `field`) split on `sep`. With `integer_ids`, an id
+/// that is not a canonical integer is an error at its line and column.
+fn text_genres(
+    text: &Text,
+    rows: Records,
+    at: [usize; 2],
+    (field, sep): (&str, char),
+    integer_ids: bool,
+) -> Result<ItemGenres, StageError> {
     let mut genres = ItemGenres::default();
     for row in rows {
         let (line, record) = row?;
         let fields: Vec<&str> = record.iter().collect();
-        let id = text.field(line, &fields, idx[0], "item")?;
+        let id = text.field(line, &fields, at[0], "item")?;
         if integer_ids && canonical_i64(id).is_none() {
-            return Err(text.at(line, &fields, idx[0], not_an_integer(id)));
+            return Err(text.at(line, &fields, at[0], not_an_integer(id)));
         }
-        for genre in text.field(line, &fields, idx[1], field)?.split('|').map(str::trim).filter(|g| !g.is_empty()) {
+        for genre in text.field(line, &fields, at[1], field)?.split(sep).map(str::trim).filter(|g| !g.is_empty()) {
             genres.push(id, genre);
         }
     }
@@ -115,9 +129,8 @@ fn text_item_file(text: &Text, item: &str, field: &str, integer_ids: bool) -> Re
 /// RecBole: the genres field named by `p.genres`, or `genre` / `class`, split on spaces
 /// (RecBole's `token_seq`).
 pub(super) fn recbole(path: &Path, p: &IngestParams) -> Result<ItemGenres, StageError> {
-    let mut genres = ItemGenres::default();
     if !path.is_file() {
-        return Ok(genres);
+        return Ok(ItemGenres::default());
     }
     let text = Text::open(path, "\t");
     let (header, rows) = text.header_and_rows()?;
@@ -126,19 +139,12 @@ pub(super) fn recbole(path: &Path, p: &IngestParams) -> Result<ItemGenres, Stage
         Some(name) => name.as_str(),
         None => match ["genre", "class"].into_iter().find(|n| names.contains(n)) {
             Some(name) => name,
-            None => return Ok(genres),
+            None => return Ok(ItemGenres::default()),
         },
     };
     let idx = header_index(&text, &names, &[&p.item, field])?;
-    for row in rows {
-        let (line, record) = row?;
-        let fields: Vec<&str> = record.iter().collect();
-        let item = text.field(line, &fields, idx[0], "item")?;
-        for genre in text.field(line, &fields, idx[1], field)?.split(' ').filter(|g| !g.is_empty()) {
-            genres.push(item, genre);
-        }
-    }
-    Ok(genres)
+    // RecBole's ids are tokens, whatever they look like.
+    text_genres(&text, rows, [idx[0], idx[1]], (field, ' '), false)
 }
 
 /// The genre names of MovieLens-100k's flags, in order, as its README lists them;
