@@ -27,7 +27,6 @@ ms() { # command... -> wall ms
   "$@" >/dev/null
   echo $((($(date +%s%N) - t0) / 1000000))
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 pulls=() st=() st_r=() noop=() noop_r=()
 for i in 1 2 3 4 5 6 7 8 9; do

@@ -13,7 +13,6 @@ runs=${RUNS:-5}
 cp "$here/pipeline.yaml" "$work/pipeline.yaml"
 cd "$work"
 declare -A times
-median() { echo "$1" | tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for ((i = 1; i <= runs; i++)); do
   for j in 1 2; do
     rm -rf artifacts
@@ -23,7 +22,7 @@ for ((i = 1; i <= runs; i++)); do
   done
 done
 for j in 1 2; do
-  echo "sweep of 3 points -j $j: median_s=$(median "${times[$j]}") runs: ${times[$j]}"
+  echo "sweep of 3 points -j $j: median_s=$(printf '%s\n' ${times[$j]} | median) runs: ${times[$j]}"
 done
 
 [ -d "$data" ] || { echo "no MovieLens-100k at $data: the example's sweep is skipped"; exit 0; }
@@ -38,5 +37,5 @@ for ((i = 1; i <= runs; i++)); do
   done
 done
 for j in 1 2; do
-  echo "MovieLens example, 2 training seeds -j $j: median_s=$(median "${ml[$j]}") runs: ${ml[$j]}"
+  echo "MovieLens example, 2 training seeds -j $j: median_s=$(printf '%s\n' ${ml[$j]} | median) runs: ${ml[$j]}"
 done
