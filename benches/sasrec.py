@@ -50,6 +50,16 @@ def pad(s):
     return [0] * (L - len(s)) + s
 
 
+# The same for every seed: inputs and next-click targets at every position, the
+# validation and test inputs (the latter ending with the validation click).
+x = torch.tensor([pad(s[:-1]) for s in train])
+y = torch.tensor([pad(s[1:]) for s in train])
+v_in = torch.tensor([pad(s) for s in train])
+t_in = torch.tensor([pad(s + [v]) for s, v in zip(train, valid)])
+t_seen = [s + [v] for s, v in zip(train, valid)]
+causal = torch.triu(torch.ones(L, L, dtype=torch.bool), 1)
+
+
 class SASRec(nn.Module):
     def __init__(self):
         super().__init__()
@@ -63,7 +73,6 @@ class SASRec(nn.Module):
 
     def forward(self, x):
         h = self.drop(self.items(x) * D**0.5 + self.pos.weight[None])
-        causal = torch.triu(torch.ones(L, L, dtype=torch.bool), 1)
         for b in self.blocks:
             h = b(h, src_mask=causal)
         return self.norm(h)
@@ -93,11 +102,6 @@ def run(seed):
     torch.manual_seed(seed)
     model = SASRec()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.tensor([pad(s[:-1]) for s in train])
-    y = torch.tensor([pad(s[1:]) for s in train])
-    v_in = torch.tensor([pad(s) for s in train])
-    t_in = torch.tensor([pad(s + [v]) for s, v in zip(train, valid)])
-    t_seen = [s + [v] for s, v in zip(train, valid)]
     best, start = None, time.time()
     for epoch in range(1, a.epochs + 1):
         for b in torch.randperm(len(x)).split(64):
