@@ -17,8 +17,8 @@ import argparse
 import time
 
 import numpy as np
-import pandas as pd
 import torch
+from loo_split import user_sequences
 from torch import nn
 
 p = argparse.ArgumentParser()
@@ -32,13 +32,7 @@ p.add_argument("--epochs", type=int, default=120)
 a = p.parse_args()
 torch.set_num_threads(2)
 
-clicks = pd.read_csv(f"{a.data}/ml-100k.inter", sep="\t")
-clicks.columns = ["user", "item", "rating", "time"]
-clicks["seq"] = np.arange(len(clicks))
-clicks = clicks.sort_values(["user", "time", "seq"])
-code = {v: k + 1 for k, v in enumerate(sorted(clicks.item.unique()))}
-n_items = len(code) + 1
-seqs = [[code[x] for x in g.item.values] for _, g in clicks.groupby("user")]
+seqs, n_items = user_sequences(a.data)
 train = [s[:-2] for s in seqs]
 valid = [s[-2] for s in seqs]
 test = [s[-1] for s in seqs]
