@@ -37,6 +37,10 @@ def scores(stage, seeds):
     for s in seeds:
         users = pq.read_table(f"seed{s}/{stage}/users.parquet").to_pydict()
         items = pq.read_table(f"seed{s}/{stage}/items.parquet").to_pydict()
+        # Summing score matrices needs every seed's rows in one order.
+        if total is None:
+            order = (users["user"], items["item"])
+        assert (users["user"], items["item"]) == order, f"seed {s}: {stage} rows in another order"
         u = np.array(users["embedding"], dtype=np.float32)
         v = np.array(items["embedding"], dtype=np.float32)
         total = u @ v.T if total is None else total + u @ v.T

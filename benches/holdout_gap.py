@@ -23,7 +23,8 @@ p = argparse.ArgumentParser()
 p.add_argument("data", nargs="?", default="../shared/data/ml-100k")
 a = p.parse_args()
 
-seqs, n_items = user_sequences(a.data)
+clicks, n_items = clicks_in_order(a.data)
+seqs = user_sequences(clicks)
 train = [s[:-2] for s in seqs]
 histories = {"valid": train, "test": [s[:-1] for s in seqs]}
 targets = {"valid": [s[-2] for s in seqs], "test": [s[-1] for s in seqs]}
@@ -38,17 +39,21 @@ def hr50(scores, target):
     return float(rank < 50)
 
 
+# Per split, the clicks its histories may hold (test: validation too) in time order, and
+# the held-out clicks; popularity at a held-out click counts the pool before it.
+back = clicks.groupby("user").cumcount(ascending=False)
+pools = {}
+for split, held in (("valid", 1), ("test", 0)):
+    pool = clicks[back > held].sort_values("time")
+    held_out = clicks[back == held]
+    pools[split] = (pool.time.values, pool.item.values, held_out.time.values, held_out.item.values)
+
+
 def popularity(days):
-    clicks, _ = clicks_in_order(a.data)
-    back = clicks.groupby("user").cumcount(ascending=False)
     out = {}
-    for split, held in (("valid", 1), ("test", 0)):
-        # Counted over the clicks the split's histories may hold (test: validation too).
-        pool = clicks[back > held].sort_values("time")
-        times, items = pool.time.values, pool.item.values
+    for split, (times, items, held_times, held_items) in pools.items():
         hits = []
-        held_out = clicks[back == held]
-        for time, item in zip(held_out.time.values, held_out.item.values):
+        for time, item in zip(held_times, held_items):
             lo = np.searchsorted(times, time - days * 86400) if days else 0
             counts = np.bincount(items[lo : np.searchsorted(times, time)], minlength=n_items)
             hits.append(hr50(counts, item))

@@ -18,7 +18,6 @@ def clicks_in_order(data):
     return clicks, len(code) + 1
 
 
-def user_sequences(data):
-    """Each user's item codes in click order, and the number of item codes."""
-    clicks, n_items = clicks_in_order(data)
-    return [g.item.tolist() for _, g in clicks.groupby("user")], n_items
+def user_sequences(clicks):
+    """Each user's item codes in click order, from `clicks_in_order`'s clicks."""
+    return [g.item.tolist() for _, g in clicks.groupby("user")]

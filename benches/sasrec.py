@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import torch
-from loo_split import user_sequences
+from loo_split import clicks_in_order, user_sequences
 from torch import nn
 
 p = argparse.ArgumentParser()
@@ -32,7 +32,8 @@ p.add_argument("--epochs", type=int, default=120)
 a = p.parse_args()
 torch.set_num_threads(2)
 
-seqs, n_items = user_sequences(a.data)
+clicks, n_items = clicks_in_order(a.data)
+seqs = user_sequences(clicks)
 train = [s[:-2] for s in seqs]
 valid = [s[-2] for s in seqs]
 test = [s[-1] for s in seqs]
