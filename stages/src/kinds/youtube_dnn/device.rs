@@ -110,59 +110,84 @@ pub(super) struct DeviceTrainer {
 /// The most floats the pooling matrix may hold (256 MiB).
 const POOL_MATRIX_MAX: usize = 1 << 26;
 
-/// The genres on the device: the genre table, and each item's genre mean as weights
-/// (1 / the item's count) two ways. While an [items, genres] matrix stays small, the
-/// whole catalogue's means are one product with the table (a GEMM each way, as
-/// `pool_by_matrix`'s); otherwise each item's codes padded to the most any item has,
-/// gathered for just the items a step reads (whose backward is candle's `index_add`).
+/// The genres on the device: the genre table, and how a step gets each item's mean
+/// of its genre rows (see [`GenreMeans`]).
 pub(super) struct DeviceGenres {
     pub(super) table: Var,
-    /// [items, genres] the weight of each item's genres, when it fits.
-    pub(super) matrix: Option<Tensor>,
-    /// [items, widest] genre codes, padded with 0.
-    codes: Tensor,
-    /// [items, widest, 1] the weight of each code (0 on padding).
-    weights: Tensor,
+    pub(super) means: GenreMeans,
     lists: GenreLists,
 }
 
-impl DeviceGenres {
-    fn new(g: &Genres, items: usize, dev: &Device) -> Result<DeviceGenres> {
-        let widest = (0..items).map(|i| g.lists.of(i).len()).max().unwrap_or(0).max(1);
+/// Each item's genre mean as weights (1 / the item's count), one of two ways; only
+/// the one a run uses is uploaded.
+pub(super) enum GenreMeans {
+    /// [items, genres] the weight of each item's genres, while that matrix stays
+    /// small: the whole catalogue's means are one product with the table (a GEMM each
+    /// way, as `pool_by_matrix`'s).
+    Matrix(Tensor),
+    /// Otherwise gathered for just the items a step reads (whose backward is candle's
+    /// `index_add`).
+    Gathered(GatheredGenres),
+}
+
+/// [items, widest] genre codes padded with 0, and [items, widest, 1] the weight of
+/// each (0 on padding).
+pub(super) struct GatheredGenres {
+    codes: Tensor,
+    weights: Tensor,
+}
+
+impl GatheredGenres {
+    /// [n, dim]: the mean of `table`'s genre rows for each item of `ids` ([n] u32).
+    fn mean(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        let (n, widest) = (ids.dim(0)?, self.codes.dim(1)?);
+        let codes = self.codes.index_select(ids, 0)?.flatten_all()?;
+        let rows = table.index_select(&codes, 0)?.reshape((n, widest, ()))?;
+        rows.broadcast_mul(&self.weights.index_select(ids, 0)?)?.sum(1)
+    }
+}
+
+impl GenreMeans {
+    /// The matrix where `items × genres` fits [`POOL_MATRIX_MAX`] and `matrix` asks for it.
+    pub(super) fn new(
+        lists: &GenreLists,
+        items: usize,
+        genres: usize,
+        matrix: bool,
+        dev: &Device,
+    ) -> Result<GenreMeans> {
+        if matrix && items.saturating_mul(genres) <= POOL_MATRIX_MAX {
+            let mut dense = vec![0f32; items * genres];
+            for i in 0..items {
+                let of = lists.of(i);
+                of.iter().for_each(|&code| dense[i * genres + code as usize] += 1.0 / of.len() as f32);
+            }
+            return Ok(GenreMeans::Matrix(Tensor::from_vec(dense, (items, genres), dev)?));
+        }
+        let widest = (0..items).map(|i| lists.of(i).len()).max().unwrap_or(0).max(1);
         let mut codes = vec![0u32; items * widest];
         let mut weights = vec![0f32; items * widest];
         for i in 0..items {
-            let of = g.lists.of(i);
+            let of = lists.of(i);
             for (k, &code) in of.iter().enumerate() {
                 codes[i * widest + k] = code;
                 weights[i * widest + k] = 1.0 / of.len() as f32;
             }
         }
-        let genres = g.table.rows;
-        let matrix = if items.saturating_mul(genres) <= POOL_MATRIX_MAX {
-            let mut dense = vec![0f32; items * genres];
-            for (k, (&code, &w)) in codes.iter().zip(&weights).enumerate().filter(|(_, (_, w))| **w > 0.0) {
-                dense[(k / widest) * genres + code as usize] += w;
-            }
-            Some(Tensor::from_vec(dense, (items, genres), dev)?)
-        } else {
-            None
-        };
-        Ok(DeviceGenres {
-            table: Var::from_tensor(&host_table(&g.table, dev)?)?,
-            matrix,
+        Ok(GenreMeans::Gathered(GatheredGenres {
             codes: Tensor::from_vec(codes, (items, widest), dev)?,
             weights: Tensor::from_vec(weights, (items, widest, 1), dev)?,
+        }))
+    }
+}
+
+impl DeviceGenres {
+    fn new(g: &Genres, items: usize, dev: &Device) -> Result<DeviceGenres> {
+        Ok(DeviceGenres {
+            table: Var::from_tensor(&host_table(&g.table, dev)?)?,
+            means: GenreMeans::new(&g.lists, items, g.table.rows, true, dev)?,
             lists: g.lists.clone(),
         })
-    }
-
-    /// [n, dim]: the mean of the genre rows of each item of `ids` ([n] u32), gathered.
-    fn mean(&self, ids: &Tensor) -> Result<Tensor> {
-        let (n, widest) = (ids.dim(0)?, self.codes.dim(1)?);
-        let codes = self.codes.index_select(ids, 0)?.flatten_all()?;
-        let rows = self.table.as_tensor().index_select(&codes, 0)?.reshape((n, widest, ()))?;
-        rows.broadcast_mul(&self.weights.index_select(ids, 0)?)?.sum(1)
     }
 }
 
@@ -309,9 +334,13 @@ impl DeviceTrainer {
         let items = self.items.as_tensor();
         Ok(match &self.genres {
             None => ItemVectors { table: items.clone(), gathered: None },
-            Some(g) => match &g.matrix {
-                Some(m) => ItemVectors { table: (items + m.matmul(g.table.as_tensor())?)?, gathered: None },
-                None => ItemVectors { table: items.clone(), gathered: Some(g) },
+            Some(g) => match &g.means {
+                GenreMeans::Matrix(m) => {
+                    ItemVectors { table: (items + m.matmul(g.table.as_tensor())?)?, gathered: None }
+                }
+                GenreMeans::Gathered(gathered) => {
+                    ItemVectors { table: items.clone(), gathered: Some((gathered, g.table.as_tensor())) }
+                }
             },
         })
     }
@@ -338,11 +367,11 @@ impl DeviceTrainer {
     }
 }
 
-/// Where a step reads item vectors from: `table`, plus the genre means of `gathered`
-/// when they are not in it.
+/// Where a step reads item vectors from: `table`, plus the means of `gathered`'s codes
+/// over its genre table when they are not in it.
 struct ItemVectors<'a> {
     table: Tensor,
-    gathered: Option<&'a DeviceGenres>,
+    gathered: Option<(&'a GatheredGenres, &'a Tensor)>,
 }
 
 impl ItemVectors<'_> {
@@ -350,7 +379,7 @@ impl ItemVectors<'_> {
     fn rows(&self, ids: &Tensor) -> Result<Tensor> {
         let rows = self.table.index_select(ids, 0)?;
         match self.gathered {
-            Some(g) => rows + g.mean(ids)?,
+            Some((g, genres)) => rows + g.mean(genres, ids)?,
             None => Ok(rows),
         }
     }
@@ -358,9 +387,9 @@ impl ItemVectors<'_> {
     /// [items, dim]: every item's vector.
     fn all(&self) -> Result<Tensor> {
         match self.gathered {
-            Some(g) => {
+            Some((g, genres)) => {
                 let n = self.table.dim(0)? as u32;
-                &self.table + g.mean(&Tensor::arange(0u32, n, self.table.device())?)?
+                &self.table + g.mean(genres, &Tensor::arange(0u32, n, self.table.device())?)?
             }
             None => Ok(self.table.clone()),
         }
