@@ -11,7 +11,7 @@ source "$(dirname "$0")/common.sh"
 cp "$here/examples/movielens-100k.yaml" "$work/pipeline.yaml"
 cd "$work"
 settings=(-P split.valid=false -P sample.max_hist=50 -P train.short_hist=0 -P train.num_sampled=5 -P train.sampler=uniform
-  -P train.temperature=0.05 -P train.lr=0.001 -P train.epochs=5 -P train.hidden_units=[64,32])
+  -P train.temperature=0.05 -P train.optimizer=adam -P train.lr=0.001 -P train.epochs=5 -P train.hidden_units=[64,32])
 "$bin" run -j 2 -I clicks.data="$data" "${settings[@]}" -S train.init_std=0.1,0.0001,0.01 -S train.seed=1,2,3 \
   >run.txt 2>&1 || [ $? -eq 3 ]
 "$bin" exp -I clicks.data="$data" -n 9 --json >exp.json

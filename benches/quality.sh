@@ -53,16 +53,5 @@ print(f"train_s per seed (newest first)={' '.join(f'{x:.1f}' for x in t)}  most-
 PY
 
 for option in train.genres=true train.recent=2 train.tie_item_embeddings=false train.dropout=0.1 train.loss=full; do
-  "$bin" run -j 2 -I clicks.data="$data" "${picked_flags[@]}" -P "$option" -S train.seed=0,1,2 \
-    --target evaluate_valid >option.txt
-  "$bin" exp -I clicks.data="$data" -n 3 --json --metric evaluate_valid.hr@50 --metric evaluate_valid.hr@10 >option.json
-  OPTION="$option" python3 - <<'PY'
-import json, os
-rows = sorted(json.load(open("option.json")), key=lambda r: r["params"]["train.seed"])
-cells = []
-for m in ("hr@50", "hr@10"):
-    v = [r["metrics"][f"evaluate_valid.{m}"] for r in rows]
-    cells.append(f"{m}={sum(v)/len(v):.4f} [{' / '.join(f'{x:.4f}' for x in v)}]")
-print(f"option {os.environ['OPTION']:32} valid (seeds 0-2): " + "  ".join(cells))
-PY
+  valid_seeds "option $option" "${picked_flags[@]}" -P "$option"
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Training throughput of the youtube_dnn stage (samples/s from its record), on
 # MovieLens-100k samples of examples/movielens-100k.yaml (max_hist 5, and 50): d=32,
-# batch 256, sampled softmax with 5 uniform negatives, without `short_hist` (as the
+# batch 256, sampled softmax with 5 uniform negatives, Adam, without `short_hist` (as the
 # figures before it);
 # then 255 negatives, d=64, and a synthetic 1M-item table with its peak RSS.
 # Usage: benches/train.sh [path/to/dagrun] [ml-100k dir]
@@ -13,7 +13,7 @@ cd "$work"
 rate() { python3 -c "import json; r=json.load(open('artifacts/latest/train/.record.json')); print('samples_per_s=%.0f train_s=%.2f' % (r['metrics']['samples_per_s'], r['metrics']['train_seconds']))"; }
 run_train() { # label, -P overrides...
   local label=$1; shift
-  "$bin" run -I clicks.data="$data" --target train -P train.epochs=3 -P train.batch_size=256 -P train.short_hist=0 "$@" >/dev/null
+  "$bin" run -I clicks.data="$data" --target train -P train.epochs=3 -P train.batch_size=256 -P train.short_hist=0 -P train.optimizer=adam "$@" >/dev/null
   echo "$label $(rate)"
 }
 run_train "d32_uniform5" -P train.emb_dim=32 -P 'train.hidden_units=[64, 32]' -P train.loss=sampled_softmax -P train.sampler=uniform -P train.num_sampled=5

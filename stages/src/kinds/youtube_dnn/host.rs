@@ -287,7 +287,7 @@ impl Trainer {
                 let true_logit =
                     (u.mul(&vt)?.sum_keepdim(1)?.affine(inv_t, 0.0)? - Tensor::from_vec(finite(q_t), (b, 1), dev)?)?;
                 let samp = sampled_logits(&u, &items, targets, sampled, s_slots, &self.sampler.log_q, inv_t)?;
-                (Tensor::cat(&[&true_logit, &samp], 1)?, Tensor::zeros(b, DType::U32, dev)?)
+                (Tensor::cat(&[&true_logit, &samp], 1)?, vec![0; b])
             }
             // The candidates are every item but the padding row, once each (`step` gives
             // them all a slot), so a target's slot is its label and nothing needs masking.
@@ -302,10 +302,10 @@ impl Trainer {
                 } else {
                     inb
                 };
-                (logits, Tensor::arange(0u32, b as u32, dev)?)
+                (logits, (0..b as u32).collect())
             }
         };
-        candle_nn::loss::cross_entropy(&logits, &labels)
+        cross_entropy(&logits, &labels)
     }
 
     pub(super) fn into_model(self) -> Result<Model, StageError> {
@@ -410,23 +410,44 @@ fn full_softmax(u: &Tensor, items: &Tensor, labels: &[u32], inv_t: f64) -> candl
     let logits = u_c.matmul(&items_c.t()?)?;
     let (b, n) = logits.dims2()?;
     let mut g = logits.flatten_all()?.to_vec1::<f32>()?;
-    let (inv_t, scale) = (inv_t as f32, (inv_t / b as f64) as f32);
-    let mut loss = 0f64;
-    for (row, &label) in g.chunks_mut(n).zip(labels) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z)) * inv_t;
-        let label_logit = row[label as usize] * inv_t;
-        let mut sum = 0f32;
-        for z in row.iter_mut() {
-            *z = (*z * inv_t - max).exp();
-            sum += *z;
-        }
-        loss += f64::from(sum.ln() + max - label_logit);
-        row.iter_mut().for_each(|z| *z *= scale / sum);
-        row[label as usize] -= scale;
-    }
+    let loss = softmax_grad(&mut g, n, labels, inv_t as f32);
     let g = Tensor::from_vec(g, (b, n), u.device())?;
     let surrogate = (u.mul(&g.matmul(&items_c)?)?.sum_all()? + items.mul(&g.t()?.matmul(&u_c)?)?.sum_all()?)?;
     (&surrogate - surrogate.detach())?.affine(1.0, loss / b as f64)
+}
+
+/// The mean softmax cross-entropy of `logits` (row r's label is column `labels[r]`),
+/// with its gradient worked out by hand as in `full_softmax`: candle's `cross_entropy`
+/// is six [batch, candidates] ops forward and as many backward, each a fresh buffer,
+/// and those were a third of a MovieLens step. Its backward is that of Σ logits∘G, G
+/// = (softmax − one-hot) / batch held fixed.
+pub(super) fn cross_entropy(logits: &Tensor, labels: &[u32]) -> candle_core::Result<Tensor> {
+    let (b, n) = logits.dims2()?;
+    let mut g = logits.detach().flatten_all()?.to_vec1::<f32>()?;
+    let loss = softmax_grad(&mut g, n, labels, 1.0);
+    let surrogate = logits.mul(&Tensor::from_vec(g, (b, n), logits.device())?)?.sum_all()?;
+    (&surrogate - surrogate.detach())?.affine(1.0, loss / b as f64)
+}
+
+/// Turns `z` (rows of `n` raw scores, each scaled by `inv_t` into a logit) into the
+/// gradient of the mean cross-entropy, (softmax − one-hot(label)) · inv_t / rows, and
+/// returns the summed loss.
+fn softmax_grad(z: &mut [f32], n: usize, labels: &[u32], inv_t: f32) -> f64 {
+    let scale = inv_t / labels.len() as f32;
+    let mut loss = 0f64;
+    for (row, &label) in z.chunks_mut(n).zip(labels) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * inv_t;
+        let label_logit = row[label as usize] * inv_t;
+        let mut sum = 0f32;
+        for x in row.iter_mut() {
+            *x = (*x * inv_t - max).exp();
+            sum += *x;
+        }
+        loss += f64::from(sum.ln() + max - label_logit);
+        row.iter_mut().for_each(|x| *x *= scale / sum);
+        row[label as usize] -= scale;
+    }
+    loss
 }
 
 /// Items never drawn have log Q = -inf; as a target their correction is dropped.

@@ -1,6 +1,6 @@
 //! Tests of the trainer's pieces against hand computations and candle's dense gradients.
 
-use super::host::{add_candidate_grads, add_history_grads, hit_mask};
+use super::host::{add_candidate_grads, add_history_grads, cross_entropy, hit_mask};
 use super::sampler::CandidateSampler;
 use super::sparse::SparseGrad;
 use super::*;
@@ -185,6 +185,27 @@ fn sampled_softmax_matches_a_hand_computation() {
         total += lse - logits[0];
     }
     close(loss, total / 3.0, 1e-4);
+}
+
+/// The host path's hand-written cross-entropy has candle's value and gradient, masked
+/// (−1e9) entries and a label in every column included.
+#[test]
+fn the_hand_written_cross_entropy_is_candles() {
+    let dev = Device::Cpu;
+    let z = [0.3f32, -1.2, 2.5, 0.0, 7.0, -1e9, 0.1, 1.5, -0.4, 3.3, -2.0, 0.9, 1.1, 1.1, 1.1, -1e9];
+    let labels = [2u32, 0, 3, 1];
+    let hand = Var::from_tensor(&Tensor::from_slice(&z, (4, 4), &dev).unwrap()).unwrap();
+    let theirs = Var::from_tensor(&Tensor::from_slice(&z, (4, 4), &dev).unwrap()).unwrap();
+    let l_hand = cross_entropy(hand.as_tensor(), &labels).unwrap();
+    let label_t = Tensor::from_slice(&labels, 4, &dev).unwrap();
+    let l_theirs = candle_nn::loss::cross_entropy(theirs.as_tensor(), &label_t).unwrap();
+    close(l_hand.to_scalar::<f32>().unwrap(), l_theirs.to_scalar::<f32>().unwrap(), 1e-5);
+    let grad = |l: &Tensor, v: &Var| l.backward().unwrap().get(v).unwrap().flatten_all().unwrap().to_vec1::<f32>();
+    let (g_hand, g_theirs) = (grad(&l_hand, &hand).unwrap(), grad(&l_theirs, &theirs).unwrap());
+    assert!(g_hand.iter().any(|g| g.abs() > 0.01), "{g_hand:?}");
+    for (a, b) in g_hand.iter().zip(&g_theirs) {
+        close(*a, *b, 1e-6);
+    }
 }
 
 #[test]
