@@ -325,6 +325,16 @@ fn kill_at_random_points_never_corrupts_the_store() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let again = p.dagrun(&["run"]);
     assert_eq!(again.stages("cached").len(), 6, "{}", again.stdout);
+    // Regression: temp files were made beside the records, so a kill between create
+    // and rename left an empty `.<key>.json.<pid>-<n>.tmp` in `records/` for good.
+    let mut dirs = vec![p.store().join("records"), p.store().join("runs")];
+    dirs.extend(std::fs::read_dir(p.store().join("latest")).unwrap().map(|e| e.unwrap().path()));
+    for dir in dirs {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.ends_with(".tmp"), "a killed write's temp file in {}: {name}", dir.display());
+        }
+    }
     // Every record points at objects that exist and hash to their names.
     for entry in std::fs::read_dir(p.store().join("records")).unwrap() {
         let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();

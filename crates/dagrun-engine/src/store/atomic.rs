@@ -15,10 +15,17 @@ pub fn tmp_path(dir: &Path, name: &str) -> PathBuf {
 
 /// Writes `bytes` to `path` so that readers see the old file or the whole new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().expect("store paths have a parent");
-    fs::create_dir_all(dir)?;
+    write_atomic_via(path.parent().expect("written paths have a parent"), path, bytes)
+}
+
+/// [`write_atomic`] with the temp file in `tmp_dir` (on `path`'s file system). The
+/// store passes its `tmp/`: a process killed before the rename leaves its temp file
+/// there, which the next lone run clears, not beside the records.
+pub fn write_atomic_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    fs::create_dir_all(tmp_dir)?;
+    fs::create_dir_all(path.parent().expect("written paths have a parent"))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = tmp_path(dir, &name);
+    let tmp = tmp_path(tmp_dir, &name);
     let mut f = fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;

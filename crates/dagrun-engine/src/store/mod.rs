@@ -4,6 +4,8 @@
 //! Order of writes makes a crash harmless: outputs are written in `tmp/`, hashed
 //! and renamed into `objects/`; the record is written last, atomically; `latest/`
 //! follows the record. A record therefore never points at a missing or partial object.
+//! Records, `latest/` and run logs are staged in `tmp/` too, so a process killed
+//! mid-write leaves nothing beside them.
 //!
 //! `atomic` writes files whole, `content` hashes files and directories (with the
 //! stamp index of external inputs), `lock` the store lock (shared by runs, whole
@@ -184,7 +186,7 @@ impl Store {
     /// Writes the record (the commit point of an execution), then points `latest/` at it.
     pub fn commit(&self, record: &Record) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(record)?;
-        write_atomic(&self.record_path(&record.key), &json)?;
+        self.write_file(&self.record_path(&record.key), &json)?;
         self.write_latest(record)
     }
 
@@ -203,12 +205,18 @@ impl Store {
         for (name, out) in &record.outputs {
             let link = dir.join(format!("{name}.{}", out.ext));
             let target = Path::new("../../objects").join(&out.hash[..2]).join(format!("{}.{}", out.hash, out.ext));
-            let tmp = atomic::tmp_path(&dir, &format!("{name}.{}", out.ext));
+            fs::create_dir_all(self.tmp())?;
+            let tmp = atomic::tmp_path(&self.tmp(), &format!("{name}.{}", out.ext));
             std::os::unix::fs::symlink(&target, &tmp)?;
             fs::rename(&tmp, &link)?;
         }
         let json = serde_json::to_vec_pretty(record)?;
-        write_atomic(&self.latest_record_path(&record.stage), &json)
+        self.write_file(&self.latest_record_path(&record.stage), &json)
+    }
+
+    /// Writes a file of the store whole, through a temp file in `tmp/`.
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        atomic::write_atomic_via(&self.tmp(), path, bytes)
     }
 
     fn latest_links_ok(&self, record: &Record) -> bool {
@@ -216,7 +224,7 @@ impl Store {
     }
 
     pub fn write_run(&self, run: &RunLog) -> io::Result<()> {
-        write_atomic(&self.runs().join(format!("{}.json", run.id)), &serde_json::to_vec_pretty(run)?)
+        self.write_file(&self.runs().join(format!("{}.json", run.id)), &serde_json::to_vec_pretty(run)?)
     }
 
     /// Run logs, oldest first (ids sort by time).
@@ -262,4 +270,42 @@ fn list_dir(dir: &Path) -> Vec<PathBuf> {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the temp files of records and run logs were made beside them, so a
+    /// run killed between create and rename left `.<name>.<pid>-<n>.tmp` in `records/`
+    /// for good. They are made in `tmp/` now: with `tmp` a plain file, a write fails
+    /// before anything appears beside the run logs.
+    #[test]
+    fn store_files_are_staged_in_tmp() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::new(d.path().to_path_buf());
+        let log = RunLog {
+            id: "1-2".into(),
+            pipeline: "p.yaml".into(),
+            overrides: vec![],
+            started: 0,
+            duration_s: 0.0,
+            stages: vec![],
+        };
+        store.write_run(&log).unwrap();
+        let names = |dir: PathBuf| -> Vec<String> {
+            let mut n: Vec<String> =
+                list_dir(&dir).iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(store.runs()), ["1-2.json"]);
+        assert!(store.tmp().is_dir(), "the temp file was made in tmp/");
+
+        fs::remove_dir_all(store.tmp()).unwrap();
+        fs::write(store.tmp(), "").unwrap();
+        let log = RunLog { id: "3-4".into(), ..log };
+        assert!(store.write_run(&log).is_err());
+        assert_eq!(names(store.runs()), ["1-2.json"], "nothing beside the run logs");
+    }
 }
