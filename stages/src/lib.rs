@@ -24,7 +24,7 @@ use dagrun_kind::KindSpec;
 
 /// All kinds this crate provides, in the order `dagrun` lists them.
 pub fn catalog() -> &'static [KindSpec] {
-    static CATALOG: [KindSpec; 9] = [
+    static CATALOG: [KindSpec; 10] = [
         kinds::synth::SPEC,
         kinds::ingest::SPEC,
         kinds::split_last_click::SPEC,
@@ -32,6 +32,7 @@ pub fn catalog() -> &'static [KindSpec] {
         kinds::sample::SPEC,
         kinds::youtube_dnn::SPEC,
         kinds::export::SPEC,
+        kinds::ensemble::SPEC,
         kinds::evaluate::SPEC,
         kinds::popularity::SPEC,
     ];

@@ -48,8 +48,7 @@ impl Project {
 
     /// A project holding a copy of a pipeline shipped in this repository.
     pub fn shipped(rel: &str) -> Project {
-        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).expect("shipped pipeline");
-        Project::new(&text)
+        Project::new(&shipped_text(rel))
     }
 
     /// The newest record of `stage` in the default store, as JSON.
@@ -84,6 +83,11 @@ impl Project {
     pub fn store(&self) -> PathBuf {
         self.path().join("artifacts")
     }
+}
+
+/// The text of a pipeline shipped in this repository.
+pub fn shipped_text(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).expect("shipped pipeline")
 }
 
 pub fn ran(out: Output) -> Ran {

@@ -1,6 +1,7 @@
 //! One module per stage kind, named after the kind.
 
 pub mod encode;
+pub mod ensemble;
 pub mod evaluate;
 pub mod export;
 pub mod ingest;
