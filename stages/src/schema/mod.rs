@@ -7,7 +7,7 @@
 //! | `clicks` | `clicks`, `users` (raw ids) | synth, ingest | split_last_click, encode |
 //! | `encoded` | `train`, `test`, `users`, `vocab` (indices) | encode | sample, youtube_dnn, export, evaluate, popularity |
 //! | `examples` | `train`, `test` (histories) | sample | youtube_dnn, export |
-//! | `vectors` | `users`, `items` (normalised vectors) | export | evaluate |
+//! | `vectors` | `users`, `items` (normalised vectors) | export, ensemble | ensemble, evaluate |
 
 pub mod clicks;
 pub mod encoded;

@@ -1,6 +1,6 @@
-//! The vector tables `export` writes: one row per test user (`users`: raw id, index,
-//! target item, vector) or per item (`items`: raw id, index, vector), vectors
-//! L2-normalised as a fixed-size list of float32; and their reader.
+//! The vector tables `export` and `ensemble` write: one row per test user (`users`:
+//! raw id, index, target item, vector) or per item (`items`: raw id, index, vector),
+//! vectors L2-normalised as a fixed-size list of float32; and their reader.
 
 use std::path::Path;
 use std::sync::Arc;
