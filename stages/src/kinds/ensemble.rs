@@ -42,7 +42,7 @@ impl Params for EnsembleParams {
 const USERS: OutputSpec = OutputSpec { name: "users", format: Format::Parquet };
 const ITEMS: OutputSpec = OutputSpec { name: "items", format: Format::Parquet };
 
-/// Input names of member m (1-based).
+/// The input names (users, items) of each member, member 1 first.
 const INPUTS: [[&str; 2]; MAX_MEMBERS] =
     [["users_1", "items_1"], ["users_2", "items_2"], ["users_3", "items_3"], ["users_4", "items_4"]];
 
