@@ -128,3 +128,18 @@ fn a_param_that_needs_an_input_the_stage_lacks() {
     let yaml = "stages:\n  clicks:\n    kind: synth\n  train:\n    kind: youtube_dnn\n    inputs: {samples: clicks.clicks, users: clicks.users, vocab: clicks.users}\n    params: {genres: true}\n";
     insta::assert_snapshot!(rejected(yaml, &[]));
 }
+
+/// An input that a param's value leaves unread (an ensemble's third member with
+/// `members: 2`) used to be refused only when the stage ran, after its upstream stages;
+/// it is refused when the pipeline loads, at the input.
+#[test]
+fn an_input_a_param_leaves_unread() {
+    let inputs = "{users_1: c.users, items_1: c.users, users_2: c.users, items_2: c.users, users_3: c.users}";
+    let yaml = format!("stages:\n  c:\n    kind: synth\n  pair:\n    kind: ensemble\n    inputs: {inputs}\n");
+    let p = Project::new(&yaml);
+    let r = p.dagrun(&["run"]);
+    assert_eq!(r.code, 2, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("ran"), "nothing runs: {}", r.stdout);
+    insta::assert_snapshot!(r.stderr);
+    insta::assert_snapshot!("an_input_a_param_leaves_unread_members_3", rejected(&yaml, &["-P", "pair.members=3"]));
+}

@@ -52,17 +52,40 @@ pub struct KindSpec {
     /// Checks params against the kind's param struct, validates their values and
     /// fills in the defaults; called when the pipeline loads, before anything runs.
     pub params: fn(serde_json::Value) -> Result<serde_json::Value, ParamError>,
-    /// The optional inputs that the checked params ask for, each with the param that
-    /// asks; the pipeline is refused when it loads if one is not given.
+    /// The optional inputs that the checked params ask for or rule out, each with the
+    /// param that decides; the pipeline is refused when it loads if one asked for is
+    /// not given, or one ruled out is.
     pub needs: fn(&serde_json::Value) -> Vec<Need>,
     pub run: fn(&StageCtx) -> Result<Report, StageError>,
 }
 
-/// An optional input that a param's value asks for.
+/// An optional input that a param's value asks for, or rules out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Need {
     pub param: &'static str,
     pub input: &'static str,
+    pub wants: Wants,
+}
+
+/// What a param's value wants of an optional input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wants {
+    /// The input must be given (e.g. `genres: true` reads the item genres).
+    Given,
+    /// The input must be left out, because the value makes the stage ignore it (e.g.
+    /// an ensemble's third member when `members` is 2): given, it would be a silent
+    /// mistake.
+    LeftOut,
+}
+
+impl Need {
+    pub fn given(param: &'static str, input: &'static str) -> Need {
+        Need { param, input, wants: Wants::Given }
+    }
+
+    pub fn left_out(param: &'static str, input: &'static str) -> Need {
+        Need { param, input, wants: Wants::LeftOut }
+    }
 }
 
 /// `needs` of a kind whose params never ask for an input.

@@ -58,21 +58,18 @@ pub const SPEC: KindSpec = KindSpec {
     run,
 };
 
-/// Members 3 and 4 need their inputs, so a pipeline that leaves them out is refused
-/// when it loads.
+/// The members' inputs are needed and the others ruled out, so a pipeline that leaves
+/// out a member's table, or gives one `members` does not count, is refused when it
+/// loads.
 fn needs(checked: &serde_json::Value) -> Vec<Need> {
     let members = checked.get("members").and_then(serde_json::Value::as_u64).unwrap_or(2) as usize;
-    INPUTS[2..members.clamp(2, MAX_MEMBERS)].iter().flatten().map(|&input| Need { param: "members", input }).collect()
+    let (used, unused) = INPUTS[2..].split_at(members.clamp(2, MAX_MEMBERS) - 2);
+    let used = used.iter().flatten().map(|&input| Need::given("members", input));
+    used.chain(unused.iter().flatten().map(|&input| Need::left_out("members", input))).collect()
 }
 
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     let p: EnsembleParams = params::typed(ctx.params)?;
-    if let Some(extra) = INPUTS[p.members..].iter().flatten().find(|i| ctx.optional_input(i).is_some()) {
-        return Err(StageError::BadInput(format!(
-            "input `{extra}` is given but `members` is {}: raise `members` or drop the input",
-            p.members
-        )));
-    }
     let mut report = Report::default();
     for (side, output, id, raw) in [(0, &USERS, USER_IDX, USER), (1, &ITEMS, ITEM_IDX, ITEM)] {
         let inputs: Vec<(&str, &Path)> = INPUTS[..p.members]
@@ -143,6 +140,7 @@ fn first_difference(a: &[i32], b: &[i32]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dagrun_kind::Wants;
 
     /// An export users table: (user index, target item, vector) rows.
     fn users(dir: &Path, name: &str, rows: &[(i32, i32, [f32; 2])]) -> std::path::PathBuf {
@@ -195,25 +193,17 @@ mod tests {
     }
 
     #[test]
-    fn an_input_beyond_members_is_refused_before_anything_is_read() {
-        let d = tempfile::tempdir().unwrap();
-        let inputs = ["users_1", "items_1", "users_2", "items_2", "users_3"]
-            .into_iter()
-            .map(|name| (name.to_string(), d.path().join(format!("{name}.parquet"))))
-            .collect();
-        let params = serde_json::json!({ "members": 2 });
-        let ctx = StageCtx { inputs: &inputs, params: &params, out_dir: d.path(), progress: &dagrun_kind::NoProgress };
-        let e = run(&ctx).err().unwrap();
-        assert!(matches!(e, StageError::BadInput(_)), "{e}");
-        assert_eq!(e.to_string(), "input `users_3` is given but `members` is 2: raise `members` or drop the input");
-    }
-
-    #[test]
-    fn members_beyond_two_need_their_inputs() {
-        let needed = |m: u64| needs(&serde_json::json!({ "members": m })).iter().map(|n| n.input).collect::<Vec<_>>();
-        assert!(needed(2).is_empty());
-        assert_eq!(needed(3), ["users_3", "items_3"]);
-        assert_eq!(needed(4), ["users_3", "items_3", "users_4", "items_4"]);
+    fn members_need_their_inputs_and_rule_out_the_rest() {
+        let wanted = |m: u64, wants: Wants| {
+            let needs = needs(&serde_json::json!({ "members": m }));
+            needs.iter().filter(|n| n.wants == wants).map(|n| n.input).collect::<Vec<_>>()
+        };
+        assert!(wanted(2, Wants::Given).is_empty());
+        assert_eq!(wanted(2, Wants::LeftOut), ["users_3", "items_3", "users_4", "items_4"]);
+        assert_eq!(wanted(3, Wants::Given), ["users_3", "items_3"]);
+        assert_eq!(wanted(3, Wants::LeftOut), ["users_4", "items_4"]);
+        assert_eq!(wanted(4, Wants::Given), ["users_3", "items_3", "users_4", "items_4"]);
+        assert!(wanted(4, Wants::LeftOut).is_empty());
         assert!(EnsembleParams { members: 5 }.validate().is_err());
         assert!(EnsembleParams { members: 1 }.validate().is_err());
     }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use dagrun_kind::{Need, Wants};
 use serde_saphyr::{Location, Spanned};
 
 use super::checks::{self, Check, Operand};
@@ -247,24 +248,46 @@ impl InputPass<'_> {
             inputs.insert(iname.clone(), Source::Path(std::path::absolute(path).unwrap_or_else(|_| path.clone())));
             locs.insert(iname.clone(), name.referenced);
         }
-        if let Kind::Builtin(spec) = stages[i].kind
-            && let Some(missing) = spec.inputs.iter().find(|n| !inputs.contains_key(**n))
-        {
-            let hint = format!("add `inputs: {{{missing}: <stage>.<output> or a path}}`");
-            let message = format!("stage `{}`: kind `{}` needs input `{missing}` ({hint})", name.value, spec.name);
-            return Err(self.ctx.at(name.referenced, message));
-        }
-        if let Kind::Builtin(spec) = stages[i].kind
-            && let Some(need) = (spec.needs)(&stages[i].params).into_iter().find(|n| !inputs.contains_key(n.input))
-        {
-            let (param, input) = (need.param, need.input);
-            let message = format!(
-                "stage `{}`: param `{param}` of kind `{}` needs input `{input}`; add `inputs: {{{input}: <stage>.<output> or a path}}` or change `{param}`",
-                name.value, spec.name
-            );
-            return Err(self.ctx.at(name.referenced, message));
+        if let Kind::Builtin(spec) = stages[i].kind {
+            self.declared(spec, &stages[i].params, name, &locs)?;
         }
         Ok((inputs, locs))
+    }
+
+    /// A built-in stage's inputs (`given`, with where each was given) against what its
+    /// kind declares and what its checked params ask for or rule out.
+    fn declared(
+        &self,
+        spec: &dagrun_kind::KindSpec,
+        params: &serde_json::Value,
+        name: &Spanned<String>,
+        given: &BTreeMap<String, Location>,
+    ) -> Result<(), PipelineError> {
+        let stage = &name.value;
+        if let Some(missing) = spec.inputs.iter().find(|n| !given.contains_key(**n)) {
+            let hint = format!("add `inputs: {{{missing}: <stage>.<output> or a path}}`");
+            let message = format!("stage `{stage}`: kind `{}` needs input `{missing}` ({hint})", spec.name);
+            return Err(self.ctx.at(name.referenced, message));
+        }
+        let needs = (spec.needs)(params);
+        let wrong = needs.iter().find(|n| given.contains_key(n.input) != (n.wants == Wants::Given));
+        let Some(&Need { param, input, wants }) = wrong else { return Ok(()) };
+        Err(match wants {
+            Wants::Given => self.ctx.at(
+                name.referenced,
+                format!(
+                    "stage `{stage}`: param `{param}` of kind `{}` needs input `{input}`; add `inputs: {{{input}: <stage>.<output> or a path}}` or change `{param}`",
+                    spec.name
+                ),
+            ),
+            Wants::LeftOut => self.ctx.at(
+                given[input],
+                format!(
+                    "stage `{stage}`: input `{input}` is given but param `{param}` of kind `{}` leaves it unread; drop the input or change `{param}`",
+                    spec.name
+                ),
+            ),
+        })
     }
 
     /// The one rule: a value is a `stage.output` reference when it has no `/`, does

@@ -305,7 +305,7 @@ fn train(ctx: &StageCtx) -> Result<Report, StageError> {
 /// `genres: true` needs input `items`; the pipeline is refused without it.
 fn needs(params: &serde_json::Value) -> Vec<dagrun_kind::Need> {
     match params.get("genres") {
-        Some(serde_json::Value::Bool(true)) => vec![dagrun_kind::Need { param: "genres", input: "items" }],
+        Some(serde_json::Value::Bool(true)) => vec![dagrun_kind::Need::given("genres", "items")],
         _ => Vec::new(),
     }
 }
