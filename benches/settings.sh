@@ -20,7 +20,10 @@ default_settings=(
   "train.lr_end=0 train.epochs=20" "train.lr_end=0 train.epochs=20 train.lr=0.01"
   "train.emb_dim=64 train.hidden_units=[64,64]" "train.hidden_units=[128,32]"
   train.init_std=0.03 "train.optimizer=adam train.weight_decay=0" train.weight_decay=0.003
-  train.weight_decay=0.03
+  train.weight_decay=0.03 train.loss=in_batch "train.loss=in_batch train.temperature=0.15"
+  "train.loss=in_batch train.temperature=0.3" "train.loss=in_batch train.batch_size=512"
+  "train.loss=in_batch train.batch_size=1024 train.lr=0.01" "train.loss=in_batch train.epochs=15"
+  train.loss=mixed "train.loss=mixed train.num_sampled=64"
 )
 if [ -n "${SETTINGS:-}" ]; then IFS=';' read -r -a settings <<<"$SETTINGS"; else settings=("${default_settings[@]}"); fi
 for setting in "${settings[@]}"; do
