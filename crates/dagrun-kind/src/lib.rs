@@ -88,7 +88,7 @@ impl Need {
     }
 }
 
-/// `needs` of a kind whose params never ask for an input.
+/// `needs` of a kind whose params never ask for an input or rule one out.
 pub fn needs_nothing(_: &serde_json::Value) -> Vec<Need> {
     Vec::new()
 }
