@@ -3,7 +3,10 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::Project;
+use datafusion::arrow::array::{ArrayRef, Int64Array};
 
 fn states(p: &Project, extra: &[&str]) -> Vec<(String, String)> {
     let mut args = vec!["status", "--json"];
@@ -211,6 +214,33 @@ fn bad_click_log_is_exit_2_with_file_line_column() {
     let r = p.dagrun(&["run"]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("log.csv:3:5: timestamp `soon` is not a number"), "{}", r.stdout);
+}
+
+/// A log without a column the params name says which param names it, and lists the
+/// file's columns (a Parquet log's all of them, not only those read).
+#[test]
+fn a_log_without_a_named_column_names_the_param_to_set() {
+    let p = Project::new("stages:\n  clicks:\n    kind: ingest\n    inputs: {data: log.csv}\n");
+    p.write("log.csv", "uid,item_id,timestamp\n1,2,3\n");
+    let r = p.dagrun(&["run"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let said = "log.csv:1:1: no column `user_id` (columns: uid, item_id, timestamp); set param `user` to the column's name in this file";
+    assert!(r.stdout.contains(said), "{}", r.stdout);
+    let p = Project::new(
+        "stages:\n  clicks:\n    kind: ingest\n    inputs: {data: log.parquet}\n    params: {user_features: [age]}\n",
+    );
+    let column = |v: Vec<i64>| Arc::new(Int64Array::from(v)) as ArrayRef;
+    let columns = vec![
+        ("user_id", column(vec![1])),
+        ("item_id", column(vec![2])),
+        ("timestamp", column(vec![3])),
+        ("years", column(vec![30])),
+    ];
+    dagrun_stages::table::write(&p.path().join("log.parquet"), columns).unwrap();
+    let r = p.dagrun(&["run"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let said = "log.parquet: no column `age` (columns: user_id, item_id, timestamp, years); set param `user_features`";
+    assert!(r.stdout.contains(said), "{}", r.stdout);
 }
 
 /// A CSV log's genres column (param `genres`), or a genres table of its own (input

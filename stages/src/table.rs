@@ -302,6 +302,12 @@ pub fn read(path: &Path) -> Result<RecordBatch, StageError> {
     concat_batches(&schema, &batches).map_err(failed)
 }
 
+/// The schema of a Parquet file, every column of it.
+pub fn schema(path: &Path) -> Result<SchemaRef, StageError> {
+    let metadata = ArrowReaderMetadata::load(&File::open(path)?, Default::default()).map_err(failed)?;
+    Ok(metadata.schema().clone())
+}
+
 /// Reads the kept columns (those the file has: `column` reports a missing one) as one
 /// batch per row group, in order, decoding row groups in parallel; the data stages
 /// work row group by row group and skip `read`'s concatenation.

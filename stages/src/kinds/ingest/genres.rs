@@ -68,8 +68,8 @@ pub(super) fn item_file(path: &Path, p: &IngestParams, integer_ids: bool) -> Res
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let genres = match ext.as_deref() {
         Some("parquet") => {
-            let batch = parquet_columns(path, |c| c == p.item || c == field)?;
-            let ids = column_named(&batch, &p.item, path)?;
+            let batch = parquet_columns(path, &[(&p.item, "item"), (field, "genres")])?;
+            let ids = column_named(&batch, &p.item)?;
             if integer_ids && !ids.data_type().is_integer() {
                 let text = as_text(ids).map_err(|e| StageError::BadInput(format!("{}: {e}", path.display())))?;
                 let canonical = |r: usize| canonical_i64(text.value(r)).is_some();
@@ -77,7 +77,7 @@ pub(super) fn item_file(path: &Path, p: &IngestParams, integer_ids: bool) -> Res
                     return Err(StageError::bad_value(path, &p.item, row, not_an_integer(text.value(row))));
                 }
             }
-            of_rows(ids, column_named(&batch, field, path)?, 0..batch.num_rows(), path)?
+            of_rows(ids, column_named(&batch, field)?, 0..batch.num_rows(), path)?
         }
         Some(e @ ("csv" | "tsv")) => {
             let text = Text::open(path, if e == "csv" { "," } else { "\t" });
@@ -97,7 +97,7 @@ pub(super) fn item_file(path: &Path, p: &IngestParams, integer_ids: bool) -> Res
 fn text_item_file(text: &Text, item: &str, field: &str, integer_ids: bool) -> Result<ItemGenres, StageError> {
     let (header, rows) = text.header_and_rows()?;
     let header: Vec<&str> = header.iter().collect();
-    let idx = header_index(text, &header, &[item, field])?;
+    let idx = header_index(text, &header, &[(item, "item"), (field, "genres")])?;
     text_genres(text, rows, [idx[0], idx[1]], (field, '|'), integer_ids)
 }
 
@@ -142,7 +142,7 @@ pub(super) fn recbole(path: &Path, p: &IngestParams) -> Result<ItemGenres, Stage
             None => return Ok(ItemGenres::default()),
         },
     };
-    let idx = header_index(&text, &names, &[&p.item, field])?;
+    let idx = header_index(&text, &names, &[(&p.item, "item"), (field, "genres")])?;
     // RecBole's ids are tokens, whatever they look like.
     text_genres(&text, rows, [idx[0], idx[1]], (field, ' '), false)
 }

@@ -24,7 +24,7 @@ use crate::schema::clicks::{
 };
 use crate::table::{self, failed};
 use dagrun_kind::{KindSpec, OutputSpec, Params, Report, StageCtx, StageError, params};
-use text::{Text, header_index};
+use text::{Named, Text, header_index, no_column};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,6 +56,17 @@ pub struct IngestParams {
     /// input `items` (any layout): its genres column, which every row of it adds to;
     /// absent: `genre`.
     pub genres: Option<String>,
+}
+
+impl IngestParams {
+    /// The columns of a CSV/TSV/Parquet log the params name, each with its param:
+    /// user, item, timestamp, then the user features and the genres.
+    fn log_columns(&self) -> Vec<Named<'_>> {
+        let mut wanted = vec![(self.user.as_str(), "user"), (&self.item, "item"), (&self.timestamp, "timestamp")];
+        wanted.extend(self.user_features.iter().map(|f| (f.as_str(), "user_features")));
+        wanted.extend(self.genres.as_deref().map(|g| (g, "genres")));
+        wanted
+    }
 }
 
 impl Default for IngestParams {
@@ -281,7 +292,7 @@ fn recbole(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable, PathBu
     let text = Text::open(&inter, "\t");
     let (header, rows) = text.header_and_rows()?;
     let names: Vec<&str> = header.iter().map(|h| h.split(':').next().unwrap_or(h)).collect();
-    let idx = header_index(&text, &names, &[&p.user, &p.item, &p.timestamp])?;
+    let idx = header_index(&text, &names, &[(&p.user, "user"), (&p.item, "item"), (&p.timestamp, "timestamp")])?;
     let mut log = ClickLog::default();
     for row in rows {
         let (line, record) = row?;
@@ -297,7 +308,7 @@ fn recbole(data: &Path, p: &IngestParams) -> Result<(ClickLog, UserTable, PathBu
         let text = Text::open(&user_file, "\t");
         let (header, rows) = text.header_and_rows()?;
         let names: Vec<&str> = header.iter().map(|h| h.split(':').next().unwrap_or(h)).collect();
-        let id = header_index(&text, &names, &[&p.user])?[0];
+        let id = header_index(&text, &names, &[(&p.user, "user")])?[0];
         // Categorical features: every `token` field besides the id.
         let feats: Vec<(usize, &str)> = header
             .iter()
@@ -362,9 +373,7 @@ fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<Inges
     let text = Text::open(path, sep);
     let (header, rows) = text.header_and_rows()?;
     let header: Vec<&str> = header.iter().collect();
-    let mut wanted: Vec<&str> = vec![&p.user, &p.item, &p.timestamp];
-    wanted.extend(p.user_features.iter().map(String::as_str));
-    wanted.extend(p.genres.as_deref());
+    let wanted = p.log_columns();
     let idx = header_index(&text, &header, &wanted)?;
     let mut log = ClickLog::default();
     // The user features' values, then the genres', row by row.
@@ -377,7 +386,7 @@ fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<Inges
         let ts = text.timestamp(line, &fields, idx[2])?;
         log.push(user.to_string(), item.to_string(), ts);
         for (k, &i) in idx[3..].iter().enumerate() {
-            values[k].push(text.field(line, &fields, i, wanted[k + 3])?.to_string());
+            values[k].push(text.field(line, &fields, i, wanted[k + 3].0)?.to_string());
         }
     }
     let users: ArrayRef = Arc::new(StringArray::from(log.users));
@@ -395,15 +404,10 @@ fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<Inges
 /// id columns stay integers (int64), so split and encode work on numbers as they do
 /// for synth's; other ids become text.
 fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError> {
-    let wanted: Vec<&str> = [&p.user, &p.item, &p.timestamp]
-        .into_iter()
-        .chain(&p.user_features)
-        .chain(&p.genres)
-        .map(String::as_str)
-        .collect();
-    let batch = parquet_columns(path, |c| wanted.contains(&c))?;
+    let wanted = p.log_columns();
+    let batch = parquet_columns(path, &wanted)?;
     let ids = |name: &str| -> Result<ArrayRef, StageError> {
-        let col = column_named(&batch, name, path)?;
+        let col = column_named(&batch, name)?;
         let to = if col.data_type().is_integer() { DataType::Int64 } else { DataType::Utf8 };
         let col =
             cast(col, &to).map_err(|e| StageError::BadInput(format!("{}: column `{name}`: {e}", path.display())))?;
@@ -413,7 +417,7 @@ fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError>
         }
     };
     let (users, items) = (ids(&p.user)?, ids(&p.item)?);
-    let ts_col = column_named(&batch, &p.timestamp, path)?;
+    let ts_col = column_named(&batch, &p.timestamp)?;
     let ts = cast(ts_col, &DataType::Int64).map_err(|_| {
         StageError::BadInput(format!(
             "{}: column `{}` ({}) is not a number of seconds",
@@ -426,10 +430,10 @@ fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError>
     if let Some(row) = (0..ts.len()).find(|&i| ts.is_null(i)) {
         return Err(StageError::bad_value(path, &p.timestamp, row, "the timestamp is null"));
     }
-    let columns = p.user_features.iter().map(|name| Ok((name.clone(), column_named(&batch, name, path)?.clone())));
+    let columns = p.user_features.iter().map(|name| Ok((name.clone(), column_named(&batch, name)?.clone())));
     let (user_ids, features) = users_at_first_clicks(&users, columns.collect::<Result<_, StageError>>()?)?;
     let genres = match &p.genres {
-        Some(name) => genres::at_first_clicks(&items, column_named(&batch, name, path)?, path)?,
+        Some(name) => genres::at_first_clicks(&items, column_named(&batch, name)?, path)?,
         None => ItemGenres::default(),
     };
     Ok(Ingested { users, items, timestamps: ts.values().to_vec(), user_ids, features, genres })
@@ -455,11 +459,18 @@ fn users_at_first_clicks(
     Ok((user_ids, features))
 }
 
-/// The columns of a Parquet file that `keep` names, as one batch; a file the parquet
-/// crate cannot read is bad input.
-fn parquet_columns(path: &Path, keep: impl Fn(&str) -> bool) -> Result<RecordBatch, StageError> {
+/// The columns `wanted` of a Parquet file, as one batch. A file without one of them,
+/// or one the parquet crate cannot read, is bad input; the first names the param to
+/// set and the file's columns.
+fn parquet_columns(path: &Path, wanted: &[Named]) -> Result<RecordBatch, StageError> {
     let bad = |e: &dyn std::fmt::Display| StageError::BadInput(format!("{}: {e}", path.display()));
-    let (schema, batches) = table::read_batches(path, keep).map_err(|e| bad(&e))?;
+    let (schema, batches) = table::read_batches(path, |c| wanted.iter().any(|w| w.0 == c)).map_err(|e| bad(&e))?;
+    if let Some(&(column, param)) = wanted.iter().find(|w| schema.field_with_name(w.0).is_err()) {
+        // The file's columns, not only those read: the one meant may be among the others.
+        let all = table::schema(path).map_err(|e| bad(&e))?;
+        let names: Vec<&str> = all.fields().iter().map(|f| f.name().as_str()).collect();
+        return Err(bad(&no_column(column, param, &names)));
+    }
     concat_batches(&schema, &batches).map_err(|e| bad(&e))
 }
 
@@ -502,19 +513,10 @@ fn first_rows(users: &ArrayRef) -> Vec<u32> {
     firsts
 }
 
-fn column_named<'b>(
-    batch: &'b RecordBatch,
-    name: &str,
-    path: &Path,
-) -> Result<&'b std::sync::Arc<dyn Array>, StageError> {
-    batch.column_by_name(name).ok_or_else(|| {
-        let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
-        StageError::BadInput(format!(
-            "{}: no column `{name}` (columns: {}); set the param that names it",
-            path.display(),
-            names.join(", ")
-        ))
-    })
+/// Column `name` of a batch `parquet_columns` read, which has every column it was
+/// asked for.
+fn column_named<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, StageError> {
+    batch.column_by_name(name).ok_or_else(|| failed(format!("column `{name}` was asked for but not read")))
 }
 
 mod genres;

@@ -148,7 +148,7 @@ fn bad_inputs_name_file_line_and_column() {
     assert!(e.ends_with("a.csv:3:5: timestamp `noon` is not a number (seconds since 1970)"), "{e}");
     let f = write(d.path(), "b.csv", "user_id,item\nu,i\n");
     let e = read(&f, &p).unwrap_err().to_string();
-    assert!(e.contains("b.csv:1:1: no column `item_id` in the header (columns: user_id, item)"), "{e}");
+    assert!(e.contains("b.csv:1:1: no column `item_id` (columns: user_id, item); set param `item` to the column's name in this file"), "{e}");
     let f = write(d.path(), "c.csv", "");
     assert!(read(&f, &p).unwrap_err().to_string().contains("c.csv: the file is empty"));
     let f = write(d.path(), "d.csv", "user_id,item_id,user_id,timestamp\n");
@@ -177,7 +177,7 @@ fn genres_of_a_recbole_item_file() {
     assert_eq!(pairs(&read(d.path(), &p).unwrap().genres), [("10", "Toy"), ("10", "Story"), ("11", "X")]);
     let p = IngestParams { genres: Some("kind".into()), ..Default::default() };
     let e = read(d.path(), &p).unwrap_err().to_string();
-    assert!(e.contains("x.item:1:1: no column `kind` in the header"), "{e}");
+    assert!(e.contains("x.item:1:1: no column `kind` (columns: "), "{e}");
 }
 
 /// u.item is ISO-8859-1, not UTF-8: a title's `é` is the single byte 0xE9.
@@ -232,7 +232,7 @@ fn genres_of_a_csv_log_column_at_each_items_first_click() {
     assert_eq!(got.items.data_type(), &DataType::Int64);
     assert_eq!(pairs(&got.genres), [("7", "A"), ("7", "B")]);
     let e = read(&f, &IngestParams { genres: Some("genre".into()), ..uid_iid_ts_city() }).unwrap_err().to_string();
-    assert!(e.contains("log.csv:1:1: no column `genre` in the header"), "{e}");
+    assert!(e.contains("log.csv:1:1: no column `genre` (columns: "), "{e}");
     assert!(pairs(&read(&f, &uid_iid_ts_city()).unwrap().genres).is_empty(), "no param, no genres");
 }
 
@@ -265,7 +265,10 @@ fn genres_of_a_parquet_log_as_text_or_list() {
     assert_eq!(pairs(&list_genres.genres), [("10", "Drama"), ("10", "War"), ("11", "Comedy")]);
     assert_eq!(list_genres.items.data_type(), &DataType::Int64);
     let e = read(&f, &IngestParams { genres: Some("tags".into()), ..Default::default() }).unwrap_err().to_string();
-    assert!(e.contains("no column `tags`"), "{e}");
+    // Regression: the columns listed were only those read (user_id, item_id,
+    // timestamp), so the file's `text` and `list` did not show.
+    let said = "no column `tags` (columns: user_id, item_id, timestamp, text, list); set param `genres`";
+    assert!(e.contains(said), "{e}");
 }
 
 /// Input `items`: every row of a CSV, TSV or Parquet table adds its genres, so one
@@ -297,7 +300,7 @@ fn genres_of_an_items_table_of_their_own() {
     let e = genres::item_file(&write(d.path(), "items.json", "{}"), &p, true).unwrap_err().to_string();
     assert!(e.contains("items.json: input `items` must be a .csv, .tsv or .parquet file"), "{e}");
     let e = genres::item_file(&write(d.path(), "g.csv", "item_id,kind\n1,A\n"), &p, true).unwrap_err().to_string();
-    assert!(e.contains("g.csv:1:1: no column `genre` in the header"), "{e}");
+    assert!(e.contains("g.csv:1:1: no column `genre` (columns: item_id, kind); set param `genres`"), "{e}");
 }
 
 /// Regression: with input `items`, a RecBole folder's own `.item` file was still

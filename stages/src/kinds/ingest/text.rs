@@ -120,8 +120,20 @@ fn csv_error(path: &Path, e: &csv::Error) -> StageError {
     StageError::BadInput(format!("{}{line}: {what}", path.display()))
 }
 
+/// A column a param names: (the column, the param), so that a file without it is an
+/// error that says which param to set.
+pub(super) type Named<'a> = (&'a str, &'static str);
+
+/// The error for a file whose columns (`have`) lack `column`, named by param `param`.
+pub(super) fn no_column(column: &str, param: &str, have: &[&str]) -> String {
+    format!(
+        "no column `{column}` (columns: {}); set param `{param}` to the column's name in this file",
+        have.join(", ")
+    )
+}
+
 /// Finds named columns in a header; duplicate and missing names are errors.
-pub(super) fn header_index(text: &Text, header: &[&str], wanted: &[&str]) -> Result<Vec<usize>, StageError> {
+pub(super) fn header_index(text: &Text, header: &[&str], wanted: &[Named]) -> Result<Vec<usize>, StageError> {
     for (i, h) in header.iter().enumerate() {
         if header[..i].contains(h) {
             return Err(text.at(1, header, i, format!("column `{h}` appears twice in the header")));
@@ -129,18 +141,9 @@ pub(super) fn header_index(text: &Text, header: &[&str], wanted: &[&str]) -> Res
     }
     wanted
         .iter()
-        .map(|w| {
-            header.iter().position(|h| h == w).ok_or_else(|| {
-                text.at(
-                    1,
-                    header,
-                    0,
-                    format!(
-                        "no column `{w}` in the header (columns: {}); set the param that names it",
-                        header.join(", ")
-                    ),
-                )
-            })
+        .map(|&(column, param)| {
+            let at = header.iter().position(|h| *h == column);
+            at.ok_or_else(|| text.at(1, header, 0, no_column(column, param, header)))
         })
         .collect()
 }
