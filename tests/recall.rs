@@ -216,6 +216,27 @@ fn bad_click_log_is_exit_2_with_file_line_column() {
     assert!(r.stdout.contains("log.csv:3:5: timestamp `soon` is not a number"), "{}", r.stdout);
 }
 
+/// Regression: with `valid: true`, a log whose users all had one click panicked in
+/// split (the validation search over no rows); and a log with no user to test is one
+/// clear error, not empty tables for the stages below.
+#[test]
+fn a_log_with_no_user_to_split_is_exit_2() {
+    let yaml = "stages:\n  clicks:\n    kind: ingest\n    inputs: {data: log.csv}\n  split:\n    kind: split_last_click\n    inputs: {clicks: clicks.clicks}\n    params: {valid: true}\n";
+    let p = Project::new(yaml);
+    p.write("log.csv", "user_id,item_id,timestamp\n1,2,3\n2,3,4\n");
+    let r = p.dagrun(&["run"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("no user has 2 click(s) or more, so there is no test click to split off"),
+        "{}",
+        r.stdout
+    );
+    let r = p.dagrun(&["run", "-P", "split.min_clicks=1"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("rows test=2 train=0 valid=0"), "{}", r.stdout);
+}
+
 /// A log without a column the params name says which param names it, and lists the
 /// file's columns (a Parquet log's all of them, not only those read).
 #[test]

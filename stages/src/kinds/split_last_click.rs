@@ -106,6 +106,13 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
         dropped += usize::from(!keep);
         role[slot(last).ok_or_else(bad_seq)?] = if keep { Role::Test } else { Role::Dropped };
     }
+    if dropped == users.last.len() {
+        return Err(StageError::BadInput(format!(
+            "{}: no user has {} click(s) or more, so there is no test click to split off; lower `min_clicks` or give a longer log",
+            path.display(),
+            p.min_clicks
+        )));
+    }
     for &s in &users.dropped_seqs {
         role[slot(s).ok_or_else(bad_seq)?] = Role::Dropped;
     }
@@ -251,6 +258,10 @@ fn last_clicks(
         .iter()
         .flat_map(|b| (0..b.num_rows()).step_by(SLICE).map(|at| b.slice(at, SLICE.min(b.num_rows() - at))))
         .collect();
+    if slices.is_empty() {
+        // Nothing to group (the validation search over users who all had one click).
+        return Ok(LastClicks { last: Vec::new(), dropped_seqs: Vec::new() });
+    }
     let partitions: Vec<Vec<RecordBatch>> = slices.chunks(slices.len().div_ceil(threads)).map(<[_]>::to_vec).collect();
     let table = MemTable::try_new(clicks[0].schema(), partitions).map_err(failed)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).build()?;

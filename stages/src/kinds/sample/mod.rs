@@ -67,6 +67,11 @@ impl Default for SampleParams {
     }
 }
 
+/// The most negative rows per positive. Each is a row with its positive's history, so
+/// a user's examples grow with it before they can be written: 4294967295 was an
+/// out-of-memory kill, not an error.
+const MAX_NEG_RATIO: u32 = 1000;
+
 const TRAIN: OutputSpec = OutputSpec { name: "train", format: Format::Parquet };
 const TEST: OutputSpec = OutputSpec { name: "test", format: Format::Parquet };
 const VALID: OutputSpec = OutputSpec { name: "valid", format: Format::Parquet };
@@ -89,7 +94,9 @@ struct ExampleBuffer {
     user: Vec<i32>,
     item: Vec<i32>,
     label: Vec<i8>,
-    offsets: Vec<i32>,
+    /// Where each row's history ends in `hist`; checked into a list column's i32
+    /// offsets when the batch is taken, so an overlong batch is an error, not a wrap.
+    offsets: Vec<usize>,
     hist: Vec<i32>,
     age: Vec<f32>,
 }
@@ -117,13 +124,13 @@ impl ExampleBuffer {
         self.item.push(item);
         self.label.push(label);
         self.hist.extend(earlier.iter().rev());
-        self.offsets.push(self.hist.len() as i32);
+        self.offsets.push(self.hist.len());
         self.age.push(age);
     }
 
     fn take_batch(&mut self) -> Result<RecordBatch, StageError> {
         let e = std::mem::take(self);
-        let offsets = if e.offsets.is_empty() { vec![0] } else { e.offsets };
+        let offsets = list_offsets(if e.offsets.is_empty() { &[0] } else { &e.offsets })?;
         let hist_len: Int32Array = offsets.windows(2).map(|w| Some(w[1] - w[0])).collect();
         let field = Arc::new(Field::new("item", DataType::Int32, false));
         let hist =
@@ -138,6 +145,18 @@ impl ExampleBuffer {
             (EXAMPLE_AGE, Arc::new(Float32Array::from(e.age))),
         ])
     }
+}
+
+/// A batch's history ends as a list column's offsets, which are i32: a batch whose
+/// histories hold more items than that is bad input, with what to lower.
+fn list_offsets(ends: &[usize]) -> Result<Vec<i32>, StageError> {
+    ends.iter().map(|&end| i32::try_from(end)).collect::<Result<_, _>>().map_err(|_| {
+        StageError::BadInput(format!(
+            "one batch of examples holds more than {} history items, more than a list column can; \
+             lower `max_hist` or `neg_ratio`, or set `max_samples_per_user`",
+            i32::MAX
+        ))
+    })
 }
 
 /// The most training rows a user with `n` training clicks gives: one positive per
@@ -211,6 +230,13 @@ impl Draw<'_> {
 impl Params for SampleParams {
     fn validate(&self) -> Result<(), params::ParamError> {
         params::positive_int("max_hist", self.max_hist.into())?;
+        let r = self.neg_ratio;
+        params::ensure(r <= MAX_NEG_RATIO, "neg_ratio", || {
+            format!(
+                "must be at most {MAX_NEG_RATIO}, not {r}: each negative is a row of its own, with its positive's \
+                 history (the trainer draws its own negatives per batch: `num_sampled`)"
+            )
+        })?;
         if let Some(t) = self.subsample_t {
             params::positive("subsample_t", t)?;
         }

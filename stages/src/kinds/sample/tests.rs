@@ -256,3 +256,21 @@ fn subsampling_drops_hot_positives_and_cap_keeps_the_latest() {
     assert_eq!(capped.num_rows(), 50 * 3);
     assert_eq!(col_i32(&capped, HIST_LEN)[..3], [6, 7, 8], "the three most recent windows");
 }
+
+/// Regression: offsets were cast with `as i32`, so a batch of more than 2^31 history
+/// items would have wrapped into a corrupt list column; it is an error instead.
+#[test]
+fn history_ends_beyond_i32_are_an_error_not_a_wrap() {
+    assert_eq!(list_offsets(&[0, 3, 7]).unwrap(), [0, 3, 7]);
+    let e = list_offsets(&[0, i32::MAX as usize, i32::MAX as usize + 1]).unwrap_err();
+    assert!(matches!(e, StageError::BadInput(_)), "{e}");
+    assert!(e.to_string().contains("lower `max_hist` or `neg_ratio`, or set `max_samples_per_user`"), "{e}");
+}
+
+/// Regression: `neg_ratio` 4294967295 was taken, and sampling was killed for memory.
+#[test]
+fn neg_ratio_has_a_bound() {
+    assert!((SPEC.params)(serde_json::json!({"neg_ratio": 1000})).is_ok());
+    let e = (SPEC.params)(serde_json::json!({"neg_ratio": 1001})).unwrap_err().to_string();
+    assert!(e.contains("must be at most 1000, not 1001"), "{e}");
+}
