@@ -77,6 +77,30 @@ fn bad_param_values_are_found_at_load_with_their_place() {
             "param `hidden_units` of kind `youtube_dnn`: [64, 16]: sizes are at least 1, and the last is the user vector, so it must equal emb_dim 32",
         ),
         (
+            train,
+            "params: {emb_dim: 32, epochs: 2, num_sampled: 100000, seed: 0}",
+            "num_sampled:",
+            "param `num_sampled` of kind `youtube_dnn`: must be at most 65536, not 100000",
+        ),
+        (
+            train,
+            "params: {emb_dim: 32, epochs: 2, num_sampled: 64, seed: 0, recent: 65}",
+            "recent:",
+            "param `recent` of kind `youtube_dnn`: must be at most 64, not 65",
+        ),
+        (
+            "neg_ratio: 0,",
+            "neg_ratio: 1001,",
+            "neg_ratio:",
+            "stage `sample`: param `neg_ratio` of kind `sample`: must be at most 1000, not 1001",
+        ),
+        (
+            "users: 2000,",
+            "users: 2000, topics: 5000,",
+            "topics:",
+            "stage `clicks`: param `topics` of kind `synth`: must be at most items (1000), not 5000",
+        ),
+        (
             "users: 2000,",
             "users: 0,",
             "users:",

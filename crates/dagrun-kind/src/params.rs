@@ -39,6 +39,11 @@ pub fn positive_int(key: &str, value: u64) -> Result<(), ParamError> {
     ensure(value >= 1, key, || format!("must be at least 1, not {value}"))
 }
 
+/// `key` must be at most `most`.
+pub fn at_most(key: &str, value: u64, most: u64) -> Result<(), ParamError> {
+    ensure(value <= most, key, || format!("must be at most {most}, not {value}"))
+}
+
 /// `key` must be a finite number above 0.
 pub fn positive(key: &str, value: f64) -> Result<(), ParamError> {
     ensure(value.is_finite() && value > 0.0, key, || format!("must be a number above 0, not {value}"))

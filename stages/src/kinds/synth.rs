@@ -62,11 +62,22 @@ struct Catalog {
     rank: Vec<u32>,
 }
 
+/// The most users or items synth makes.
+const MAX_ENTITIES: u64 = 100_000_000;
+
 impl Params for SynthParams {
     fn validate(&self) -> Result<(), params::ParamError> {
         params::positive_int("users", self.users.into())?;
         params::positive_int("items", self.items.into())?;
-        params::positive_int("topics", self.topics.into())
+        // Per-user and per-item tables are made whole before any click: a mistyped
+        // count is an error here, not an out-of-memory abort.
+        params::at_most("users", self.users.into(), MAX_ENTITIES)?;
+        params::at_most("items", self.items.into(), MAX_ENTITIES)?;
+        params::positive_int("topics", self.topics.into())?;
+        // Each topic has a popularity table of its own; more topics than items would
+        // be mostly empty ones.
+        let (topics, items) = (self.topics, self.items);
+        params::ensure(topics <= items, "topics", || format!("must be at most items ({items}), not {topics}"))
     }
 }
 
@@ -99,7 +110,11 @@ fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     }
     let total_activity: f64 = activity.iter().sum();
 
-    let mut events: Vec<(i64, u32, u32)> = Vec::with_capacity(p.clicks as usize + p.users as usize);
+    let mut events: Vec<(i64, u32, u32)> = Vec::new();
+    let wanted = (p.clicks as usize).saturating_add(p.users as usize);
+    events.try_reserve_exact(wanted).map_err(|_| {
+        StageError::Failed(format!("not enough memory for {wanted} clicks (16 bytes each); lower `clicks`"))
+    })?;
     ctx.progress.set_length(p.users as u64);
     for u in 0..p.users as usize {
         let n = ((p.clicks as f64 * activity[u] / total_activity).round() as u64).max(1);

@@ -197,6 +197,7 @@ impl TrainParams {
 impl Params for TrainParams {
     fn validate(&self) -> Result<(), params::ParamError> {
         params::positive_int("emb_dim", self.emb_dim as u64)?;
+        params::at_most("emb_dim", self.emb_dim as u64, MAX_WIDTH)?;
         params::positive("init_std", self.init_std)?;
         let hidden = self.hidden();
         params::ensure(!hidden.contains(&0) && hidden.last() == Some(&self.emb_dim), "hidden_units", || {
@@ -205,6 +206,11 @@ impl Params for TrainParams {
                 self.emb_dim
             )
         })?;
+        params::ensure(hidden.iter().all(|&h| h as u64 <= MAX_WIDTH), "hidden_units", || {
+            format!("{hidden:?}: sizes are at most {MAX_WIDTH}")
+        })?;
+        params::at_most("num_sampled", self.num_sampled as u64, MAX_SAMPLED)?;
+        params::at_most("recent", self.recent as u64, MAX_RECENT)?;
         params::positive("temperature", self.temperature)?;
         params::positive("lr", self.lr)?;
         params::within("lr_end", self.lr_end, 0.0, 1.0)?;
@@ -227,6 +233,14 @@ impl Params for TrainParams {
         crate::model::DeviceName::parse(&self.device).map(|_| ()).map_err(|m| params::ParamError::at("device", m))
     }
 }
+
+/// Bounds on the params that size the model's tables and each step's tensors, so that
+/// a mistyped value is an error when the pipeline loads, not an out-of-memory abort:
+/// an embedding or layer width, the shared negatives of a step (a [batch, n] logit
+/// block), and the recent items in blocks of their own (each widens the tower's input).
+const MAX_WIDTH: u64 = 8192;
+const MAX_SAMPLED: u64 = 1 << 16;
+const MAX_RECENT: u64 = 64;
 
 fn run(ctx: &StageCtx) -> Result<Report, StageError> {
     // The tower's tensors are tiny: candle's ops run faster on one thread than split
