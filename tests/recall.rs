@@ -237,6 +237,18 @@ fn a_log_with_no_user_to_split_is_exit_2() {
     assert!(r.stdout.contains("rows test=2 train=0 valid=0"), "{}", r.stdout);
 }
 
+/// A training whose loss is not finite fails (exit 1) naming the epoch, the loss and
+/// the params that can cause it with their values; it used to say only "lower lr",
+/// also when an extreme temperature was the cause.
+#[test]
+fn a_diverged_training_names_the_params_that_can_cause_it() {
+    let p = Project::shipped("pipeline.yaml");
+    let r = p.dagrun(&["run", "--target", "train", "-P", "train.temperature=1e-300"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let said = "the loss diverged in epoch 1 (NaN); lower `lr` (now 0.005), or move `temperature` (1e-300) or `init_std` (0.1) toward their defaults";
+    assert!(r.stdout.contains(said), "{}", r.stdout);
+}
+
 /// A log without a column the params name says which param names it, and lists the
 /// file's columns (a Parquet log's all of them, not only those read).
 #[test]

@@ -383,7 +383,14 @@ fn epochs(
         }
         let loss = steps.end_epoch()? / steps_per_epoch as f64;
         if !loss.is_finite() {
-            return Err(StageError::Failed(format!("youtube_dnn: the loss diverged in epoch {epoch}; lower lr")));
+            return Err(StageError::Failed(format!(
+                "youtube_dnn: the loss diverged in epoch {} ({loss}); lower `lr` (now {:?}), or move `temperature` \
+                 ({:?}) or `init_std` ({:?}) toward their defaults",
+                epoch + 1,
+                p.lr,
+                p.temperature,
+                p.init_std
+            )));
         }
         let secs = started.elapsed().as_secs_f64();
         log.push((epoch as i64 + 1, ((epoch + 1) * steps_per_epoch) as i64, loss, secs, n as f64 / secs));
