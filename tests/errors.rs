@@ -143,3 +143,29 @@ fn an_input_a_param_leaves_unread() {
     insta::assert_snapshot!(r.stderr);
     insta::assert_snapshot!("an_input_a_param_leaves_unread_members_3", rejected(&yaml, &["-P", "pair.members=3"]));
 }
+
+/// Regression: `exp --metric` with a misspelt stage showed no column and said nothing,
+/// `-j 0` ran as `-j 1`, and `exp -n 0` said there was no run.
+#[test]
+fn counts_and_metric_names_on_the_command_line_are_checked() {
+    let p = Project::new(&format!("stages:\n{OK_STAGE}"));
+    let cases: [(&str, &[&str]); 4] = [
+        ("metric_of_no_stage", &["exp", "--metric", "zz.hr@50"]),
+        ("metric_without_stage", &["exp", "--metric", "hr@50"]),
+        ("zero_jobs", &["run", "-j", "0"]),
+        ("zero_runs", &["exp", "-n", "0"]),
+    ];
+    for (name, args) in cases {
+        let r = p.dagrun(args);
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+        insta::assert_snapshot!(name, r.stderr);
+    }
+    assert!(!p.store().exists(), "nothing ran");
+}
+
+/// An input given to a kind that takes none says so (it listed nothing after "its
+/// inputs:").
+#[test]
+fn an_input_for_a_kind_that_takes_none() {
+    insta::assert_snapshot!(rejected("stages:\n  c:\n    kind: synth\n", &["-I", "c.data=x"]));
+}

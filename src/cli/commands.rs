@@ -222,7 +222,11 @@ fn exp(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let (p, store) = (load(args, true)?, store_for(cli, &args.pipeline));
+    query::exp::check_asked(&p, extra)?;
     let rows = query::exp::rows(&p, &store, &query::exp::last_runs(&p, &store, n)?, extra);
+    for m in extra.iter().filter(|m| rows.iter().all(|r| !r.metrics.contains_key(*m))) {
+        eprintln!("note: no run shown has metric `{m}`");
+    }
     let text = if json {
         format!("{}\n", serde_json::to_string_pretty(&rows).unwrap_or_default())
     } else {

@@ -64,7 +64,7 @@ pub(crate) enum Command {
         #[arg(long = "target", short = 't', value_name = "STAGE")]
         targets: Vec<String>,
         /// Stages run at the same time [default: number of CPUs]
-        #[arg(short = 'j', long)]
+        #[arg(short = 'j', long, value_parser = at_least_one)]
         jobs: Option<usize>,
         /// Run this stage even when it is fresh (repeatable)
         #[arg(long, value_name = "STAGE")]
@@ -165,7 +165,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         pipeline: PipelineArgs,
         /// How many runs, newest first
-        #[arg(short = 'n', default_value_t = 10)]
+        #[arg(short = 'n', default_value_t = 10, value_parser = at_least_one)]
         last: usize,
         /// Also show this metric (repeatable): --metric stage.metric
         #[arg(long = "metric", value_name = "STAGE.METRIC")]
@@ -182,7 +182,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         pipeline: PipelineArgs,
         /// How many runs, newest first
-        #[arg(short = 'n', default_value_t = 10)]
+        #[arg(short = 'n', default_value_t = 10, value_parser = at_least_one)]
         last: usize,
         /// Where to write it
         #[arg(short = 'o', long = "output", default_value = "report.html")]
@@ -215,6 +215,14 @@ pub(crate) enum Format {
     Text,
     Mermaid,
     Dot,
+}
+
+/// A count of at least 1 (`-j`, `-n` of runs): 0 would do nothing, or was taken as 1.
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        parsed => parsed.map_err(|e| e.to_string()),
+    }
 }
 
 /// Parses the command line, runs the command, returns the exit code.

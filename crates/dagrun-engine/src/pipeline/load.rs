@@ -340,11 +340,12 @@ impl InputPass<'_> {
 fn unknown_input(kind: Kind, name: &str) -> Option<String> {
     match kind {
         Kind::Builtin(spec) if !spec.inputs.contains(&name) && !spec.optional_inputs.contains(&name) => {
-            let mut known = spec.inputs.join(", ");
-            for o in spec.optional_inputs {
-                known.push_str(&format!(", {o} (optional)"));
-            }
-            Some(format!("kind `{}` has no input `{name}`; its inputs: {known}", spec.name))
+            let optional = spec.optional_inputs.iter().map(|o| format!("{o} (optional)"));
+            let known: Vec<String> = spec.inputs.iter().map(|i| i.to_string()).chain(optional).collect();
+            Some(match known.is_empty() {
+                true => format!("kind `{}` has no input `{name}`; it takes no inputs", spec.name),
+                false => format!("kind `{}` has no input `{name}`; its inputs: {}", spec.name, known.join(", ")),
+            })
         }
         _ => None,
     }

@@ -37,6 +37,18 @@ pub fn last_runs(p: &Pipeline, store: &Store, n: usize) -> Result<Vec<RunLog>, E
     Ok(runs)
 }
 
+/// Metrics asked for with `--metric` must be `stage.metric` of a stage of `p`: a
+/// misspelt stage showed no column and said nothing.
+pub fn check_asked(p: &Pipeline, extra: &[String]) -> Result<(), Error> {
+    for m in extra {
+        let Some((stage, _)) = m.split_once('.') else {
+            return Err(Error::Usage(format!("--metric `{m}`: expected `stage.metric`")));
+        };
+        crate::exec::stage_indices(p, &[stage.to_string()], &format!("--metric `{m}`: stage"))?;
+    }
+    Ok(())
+}
+
 /// One row per run of `runs`, in their order; `extra` adds metrics to the checks' ones.
 pub fn rows(p: &Pipeline, store: &Store, runs: &[RunLog], extra: &[String]) -> Vec<ExpRow> {
     let mut wanted: BTreeSet<String> = extra.iter().cloned().collect();
