@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, UInt32Array};
 use datafusion::arrow::compute::{cast, concat_batches, take};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::util::display::array_value_to_string;
 use serde::{Deserialize, Serialize};
 
 use crate::hashing::FastSet;
@@ -402,34 +403,31 @@ fn mapped_text(path: &Path, sep: &'static str, p: &IngestParams) -> Result<Inges
 
 /// A Parquet log, read by the parquet crate, its columns named by the params. Integer
 /// id columns stay integers (int64), so split and encode work on numbers as they do
-/// for synth's; other ids become text.
+/// for synth's, unless one does not fit an int64 (a uint64 hash); other ids become
+/// text. Timestamp and date columns count their own units: they become seconds.
 fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError> {
     let wanted = p.log_columns();
     let batch = parquet_columns(path, &wanted)?;
     let ids = |name: &str| -> Result<ArrayRef, StageError> {
         let col = column_named(&batch, name)?;
-        let to = if col.data_type().is_integer() { DataType::Int64 } else { DataType::Utf8 };
-        let col =
-            cast(col, &to).map_err(|e| StageError::BadInput(format!("{}: column `{name}`: {e}", path.display())))?;
-        match col.nulls().and_then(|n| (0..n.len()).find(|&i| n.is_null(i))) {
-            Some(row) => Err(StageError::bad_value(path, name, row, "an id is null")),
-            None => Ok(col),
-        }
+        let fits = col.data_type().is_integer()
+            && cast(col, &DataType::Int64).is_ok_and(|c| c.null_count() == col.null_count());
+        let to = if fits { DataType::Int64 } else { DataType::Utf8 };
+        cast_checked(col, &to, (path, name), ("an id", "an id is null"))
     };
     let (users, items) = (ids(&p.user)?, ids(&p.item)?);
     let ts_col = column_named(&batch, &p.timestamp)?;
-    let ts = cast(ts_col, &DataType::Int64).map_err(|_| {
-        StageError::BadInput(format!(
-            "{}: column `{}` ({}) is not a number of seconds",
-            path.display(),
-            p.timestamp,
-            ts_col.data_type()
-        ))
-    })?;
-    let ts = ts.as_any().downcast_ref::<Int64Array>().expect("cast to int64 gives an int64 array");
-    if let Some(row) = (0..ts.len()).find(|&i| ts.is_null(i)) {
-        return Err(StageError::bad_value(path, &p.timestamp, row, "the timestamp is null"));
+    let bad_cast = |e: ArrowError| StageError::BadInput(format!("{}: column `{}`: {e}", path.display(), p.timestamp));
+    let seconds = match ts_col.data_type() {
+        // The time zone stays, so the cast changes the unit and not the instant.
+        DataType::Timestamp(_, zone) => cast(ts_col, &DataType::Timestamp(TimeUnit::Second, zone.clone())),
+        DataType::Date32 | DataType::Date64 => cast(ts_col, &DataType::Timestamp(TimeUnit::Second, None)),
+        _ => Ok(ts_col.clone()),
     }
+    .map_err(bad_cast)?;
+    let what = ("a whole number of seconds since 1970", "the timestamp is null");
+    let ts = cast_checked(&seconds, &DataType::Int64, (path, &p.timestamp), what)?;
+    let ts = ts.as_any().downcast_ref::<Int64Array>().expect("cast to int64 gives an int64 array");
     let columns = p.user_features.iter().map(|name| Ok((name.clone(), column_named(&batch, name)?.clone())));
     let (user_ids, features) = users_at_first_clicks(&users, columns.collect::<Result<_, StageError>>()?)?;
     let genres = match &p.genres {
@@ -457,6 +455,30 @@ fn users_at_first_clicks(
         })
         .collect::<Result<_, StageError>>()?;
     Ok((user_ids, features))
+}
+
+/// Column `name` of `path` cast to `to`. A value the cast cannot take (a safe cast
+/// makes it null) is bad input at its row, saying that it is not `what.0`, and a null
+/// says `what.1`.
+fn cast_checked(
+    col: &ArrayRef,
+    to: &DataType,
+    (path, name): (&Path, &str),
+    what: (&str, &str),
+) -> Result<ArrayRef, StageError> {
+    let out = cast(col, to)
+        .map_err(|e| StageError::BadInput(format!("{}: column `{name}` ({}): {e}", path.display(), col.data_type())))?;
+    if out.null_count() == 0 {
+        return Ok(out);
+    }
+    match (0..col.len()).find(|&i| out.is_null(i)) {
+        None => Ok(out),
+        Some(row) if col.is_null(row) => Err(StageError::bad_value(path, name, row, what.1)),
+        Some(row) => {
+            let value = array_value_to_string(col, row).unwrap_or_default();
+            Err(StageError::bad_value(path, name, row, format!("`{value}` is not {}", what.0)))
+        }
+    }
 }
 
 /// The columns `wanted` of a Parquet file, as one batch. A file without one of them,

@@ -123,6 +123,39 @@ fn integer_ids_of_a_parquet_log_stay_integers() {
     assert_eq!(got.timestamps, [1, 2, 3]);
 }
 
+/// Regression, three of a Parquet log's columns that ingest took wrongly: uint64 ids
+/// past i64::MAX (hashed ids) were "null", a timestamp column's nanoseconds were
+/// taken as seconds, and a timestamp that is not a number was "null".
+#[test]
+fn parquet_hashed_ids_time_columns_and_bad_timestamps() {
+    use datafusion::arrow::array::{TimestampMillisecondArray, UInt64Array};
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("log.parquet");
+    let (big, small) = (u64::MAX - 1, 5u64);
+    table::write(
+        &f,
+        vec![
+            ("user_id", Arc::new(UInt64Array::from(vec![big, small])) as ArrayRef),
+            ("item_id", Arc::new(UInt64Array::from(vec![1, 2]))),
+            ("timestamp", Arc::new(TimestampMillisecondArray::from(vec![1_500, 62_000]).with_timezone("+02:00"))),
+        ],
+    )
+    .unwrap();
+    let got = read(&f, &IngestParams::default()).unwrap();
+    assert_eq!(text(&got.user_ids), [big.to_string(), "5".into()], "text, every digit kept");
+    assert_eq!(got.items.data_type(), &DataType::Int64, "uint64 ids that fit stay integers");
+    assert_eq!(got.timestamps, [1, 62], "milliseconds since 1970 as seconds, whatever the zone");
+    let f = d.path().join("text_times.parquet");
+    let ids: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+    let times: ArrayRef = Arc::new(StringArray::from(vec!["7", "soon"]));
+    table::write(&f, vec![("user_id", ids.clone()), ("item_id", ids), ("timestamp", times)]).unwrap();
+    let e = read(&f, &IngestParams::default()).unwrap_err().to_string();
+    assert!(
+        e.contains("text_times.parquet: column `timestamp`, row 1: `soon` is not a whole number of seconds"),
+        "{e}"
+    );
+}
+
 #[test]
 fn integer_ids_of_a_csv_become_integers_and_others_stay_text() {
     let d = tempfile::tempdir().unwrap();
