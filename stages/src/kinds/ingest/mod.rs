@@ -410,10 +410,13 @@ fn mapped_parquet(path: &Path, p: &IngestParams) -> Result<Ingested, StageError>
     let batch = parquet_columns(path, &wanted)?;
     let ids = |name: &str| -> Result<ArrayRef, StageError> {
         let col = column_named(&batch, name)?;
-        let fits = col.data_type().is_integer()
-            && cast(col, &DataType::Int64).is_ok_and(|c| c.null_count() == col.null_count());
-        let to = if fits { DataType::Int64 } else { DataType::Utf8 };
-        cast_checked(col, &to, (path, name), ("an id", "an id is null"))
+        let what = ("an id", "an id is null");
+        // Cast once: the int64 ids, if every one fits (the cast nulls none), are kept.
+        let ints = col.data_type().is_integer().then(|| cast(col, &DataType::Int64).ok()).flatten();
+        match ints.filter(|c| c.null_count() == col.null_count()) {
+            Some(ints) => checked(col, ints, (path, name), what),
+            None => cast_checked(col, &DataType::Utf8, (path, name), what),
+        }
     };
     let (users, items) = (ids(&p.user)?, ids(&p.item)?);
     let ts_col = column_named(&batch, &p.timestamp)?;
@@ -468,6 +471,16 @@ fn cast_checked(
 ) -> Result<ArrayRef, StageError> {
     let out = cast(col, to)
         .map_err(|e| StageError::BadInput(format!("{}: column `{name}` ({}): {e}", path.display(), col.data_type())))?;
+    checked(col, out, (path, name), what)
+}
+
+/// `out`, column `name` of `path` as cast from `col`, checked as `cast_checked` says.
+fn checked(
+    col: &ArrayRef,
+    out: ArrayRef,
+    (path, name): (&Path, &str),
+    what: (&str, &str),
+) -> Result<ArrayRef, StageError> {
     if out.null_count() == 0 {
         return Ok(out);
     }
