@@ -207,13 +207,22 @@ fn bad_param_of_a_builtin_kind_names_the_place() {
     insta::assert_snapshot!("missing_input", r.stderr);
 }
 
+/// A pipeline of one stage, `clicks`, ingesting `log.csv`.
+const CSV_LOG: &str = "stages:\n  clicks:\n    kind: ingest\n    inputs: {data: log.csv}\n";
+
+/// Runs `args` in `p`, asserting exit `code`, no panic, and that stdout says `said`.
+fn run_says(p: &Project, args: &[&str], code: i32, said: &str) {
+    let r = p.dagrun(args);
+    assert_eq!(r.code, code, "{}{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert!(r.stdout.contains(said), "{}", r.stdout);
+}
+
 #[test]
 fn bad_click_log_is_exit_2_with_file_line_column() {
-    let p = Project::new("stages:\n  clicks:\n    kind: ingest\n    inputs: {data: log.csv}\n");
+    let p = Project::new(CSV_LOG);
     p.write("log.csv", "user_id,item_id,timestamp\n1,2,3\n1,3,soon\n");
-    let r = p.dagrun(&["run"]);
-    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("log.csv:3:5: timestamp `soon` is not a number"), "{}", r.stdout);
+    run_says(&p, &["run"], 2, "log.csv:3:5: timestamp `soon` is not a number");
 }
 
 /// Regression: with `valid: true`, a log whose users all had one click panicked in
@@ -221,20 +230,12 @@ fn bad_click_log_is_exit_2_with_file_line_column() {
 /// clear error, not empty tables for the stages below.
 #[test]
 fn a_log_with_no_user_to_split_is_exit_2() {
-    let yaml = "stages:\n  clicks:\n    kind: ingest\n    inputs: {data: log.csv}\n  split:\n    kind: split_last_click\n    inputs: {clicks: clicks.clicks}\n    params: {valid: true}\n";
-    let p = Project::new(yaml);
+    let split =
+        "  split:\n    kind: split_last_click\n    inputs: {clicks: clicks.clicks}\n    params: {valid: true}\n";
+    let p = Project::new(&format!("{CSV_LOG}{split}"));
     p.write("log.csv", "user_id,item_id,timestamp\n1,2,3\n2,3,4\n");
-    let r = p.dagrun(&["run"]);
-    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
-    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-    assert!(
-        r.stdout.contains("no user has 2 click(s) or more, so there is no test click to split off"),
-        "{}",
-        r.stdout
-    );
-    let r = p.dagrun(&["run", "-P", "split.min_clicks=1"]);
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("rows test=2 train=0 valid=0"), "{}", r.stdout);
+    run_says(&p, &["run"], 2, "no user has 2 click(s) or more, so there is no test click to split off");
+    run_says(&p, &["run", "-P", "split.min_clicks=1"], 0, "rows test=2 train=0 valid=0");
 }
 
 /// A training whose loss is not finite fails (exit 1) naming the epoch, the loss and
@@ -243,22 +244,18 @@ fn a_log_with_no_user_to_split_is_exit_2() {
 #[test]
 fn a_diverged_training_names_the_params_that_can_cause_it() {
     let p = Project::shipped("pipeline.yaml");
-    let r = p.dagrun(&["run", "--target", "train", "-P", "train.temperature=1e-300"]);
-    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     let said = "the loss diverged in epoch 1 (NaN); lower `lr` (now 0.005), or move `temperature` (1e-300) or `init_std` (0.1) toward their defaults";
-    assert!(r.stdout.contains(said), "{}", r.stdout);
+    run_says(&p, &["run", "--target", "train", "-P", "train.temperature=1e-300"], 1, said);
 }
 
 /// A log without a column the params name says which param names it, and lists the
 /// file's columns (a Parquet log's all of them, not only those read).
 #[test]
 fn a_log_without_a_named_column_names_the_param_to_set() {
-    let p = Project::new("stages:\n  clicks:\n    kind: ingest\n    inputs: {data: log.csv}\n");
+    let p = Project::new(CSV_LOG);
     p.write("log.csv", "uid,item_id,timestamp\n1,2,3\n");
-    let r = p.dagrun(&["run"]);
-    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     let said = "log.csv:1:1: no column `user_id` (columns: uid, item_id, timestamp); set param `user` to the column's name in this file";
-    assert!(r.stdout.contains(said), "{}", r.stdout);
+    run_says(&p, &["run"], 2, said);
     let p = Project::new(
         "stages:\n  clicks:\n    kind: ingest\n    inputs: {data: log.parquet}\n    params: {user_features: [age]}\n",
     );
@@ -270,10 +267,8 @@ fn a_log_without_a_named_column_names_the_param_to_set() {
         ("years", column(vec![30])),
     ];
     dagrun_stages::table::write(&p.path().join("log.parquet"), columns).unwrap();
-    let r = p.dagrun(&["run"]);
-    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     let said = "log.parquet: no column `age` (columns: user_id, item_id, timestamp, years); set param `user_features`";
-    assert!(r.stdout.contains(said), "{}", r.stdout);
+    run_says(&p, &["run"], 2, said);
 }
 
 /// A CSV log's genres column (param `genres`), or a genres table of its own (input
